@@ -65,7 +65,11 @@ class FakeClock:
             return
         woken = anyio.Event()
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), woken))
-        await woken.wait()
+        try:
+            await woken.wait()
+        finally:
+            # A cancelled sleeper sleeps no more: stop counting it in `sleepers`.
+            woken.set()
 
     @property
     def sleepers(self) -> int:

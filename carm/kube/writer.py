@@ -1,0 +1,38 @@
+"""The reconcile loop's Kubernetes writes (`ResourceWriter`) for one kind, over `KubeClient`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from carm.events import RawObject
+from carm.kube.client import KubeApiError, KubeClient, ResourceRef
+from carm.reconcile.interfaces import ObjectGone, WriteConflict
+
+
+class KubeResourceWriter:
+    def __init__(self, client: KubeClient, ref: ResourceRef) -> None:
+        self._client = client
+        self._ref = ref
+
+    async def set_finalizers(self, obj: RawObject, finalizers: list[str]) -> RawObject:
+        meta = obj["metadata"]
+        # resourceVersion in a patch is a precondition: a finalizer list computed from a stale
+        # copy must not overwrite another controller's finalizers.
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+        return await self._patch(obj, patch, None)
+
+    async def patch_status(self, obj: RawObject, status: dict[str, Any]) -> RawObject:
+        return await self._patch(obj, {"status": status}, "status")
+
+    async def _patch(self, obj: RawObject, patch: RawObject, subresource: str | None) -> RawObject:
+        meta = obj["metadata"]
+        try:
+            return await self._client.merge_patch(
+                self._ref, meta["name"], patch, meta.get("namespace"), subresource=subresource
+            )
+        except KubeApiError as error:
+            if error.conflict:
+                raise WriteConflict(str(error)) from error
+            if error.not_found:
+                raise ObjectGone(str(error)) from error
+            raise

@@ -1,0 +1,217 @@
+"""The generic reconcile loop: workers take keys from the work queue and drive one object each.
+
+One reconcile of one object, in order:
+1. read the object from the cache (a deleted object needs nothing more);
+2. resolve its AWS target (account, role, credentials, region); a failure becomes a condition;
+3. when it is being deleted: delete in AWS, then remove carm's finalizer;
+4. otherwise: add the finalizer *before* anything exists in AWS, so nothing can leak; then let
+   the resource manager make AWS match the spec;
+5. write status (ackResourceMetadata and conditions), skipping writes that change nothing.
+Failures requeue the key with per-key backoff; success schedules the periodic resync.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+
+from carm.clock import Clock
+from carm.events import ObjectKey, RawObject
+from carm.reconcile.conditions import Condition, ConditionType, merge_conditions
+from carm.reconcile.errors import ReconcileError, RecoverableError
+from carm.reconcile.interfaces import (
+    AwsTarget,
+    ObjectGone,
+    ResourceManager,
+    ResourceWriter,
+    TargetResolver,
+    WriteConflict,
+)
+
+log = logging.getLogger("carm.reconcile")
+
+_ERROR_CONDITIONS = frozenset({ConditionType.TERMINAL, ConditionType.RECOVERABLE})
+
+
+class ObjectSource(Protocol):
+    def get(self, key: ObjectKey) -> RawObject | None: ...
+
+
+class WorkSource(Protocol):
+    def __aiter__(self) -> AsyncIterator[ObjectKey]:
+        """Keys to reconcile; iteration ends when the queue shuts down."""
+        ...
+
+    def done(self, key: ObjectKey) -> None: ...
+
+    def forget(self, key: ObjectKey) -> None: ...
+
+    def requeue_with_backoff(self, key: ObjectKey, at_least: float = 0.0) -> float: ...
+
+    def add_after(self, key: ObjectKey, delay: float, lane: str | None = None) -> None: ...
+
+    def set_lane(self, key: ObjectKey, lane: str) -> None: ...
+
+    def remove(self, key: ObjectKey) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    """What one reconcile did, for metrics and logs."""
+
+    key: ObjectKey
+    account_id: str
+    outcome: str  # "success", "error", "requeue" or "skipped"
+    seconds: float
+
+
+ResultObserver = Callable[[ReconcileResult], None]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        kind: str,
+        store: ObjectSource,
+        queue: WorkSource,
+        targets: TargetResolver,
+        manager: ResourceManager,
+        writer: ResourceWriter,
+        clock: Clock,
+        observe: ResultObserver | None = None,
+    ) -> None:
+        self._kind = kind
+        self._store = store
+        self._queue = queue
+        self._targets = targets
+        self._manager = manager
+        self._writer = writer
+        self._clock = clock
+        self._observe = observe
+
+    async def run_workers(self, count: int) -> None:
+        """Run `count` workers until cancelled (the work queue enforces the global limit)."""
+        async with anyio.create_task_group() as group:
+            for _ in range(count):
+                group.start_soon(self._work)
+
+    async def _work(self) -> None:
+        async for key in self._queue:
+            try:
+                await self.reconcile(key)
+            finally:
+                self._queue.done(key)
+
+    async def reconcile(self, key: ObjectKey) -> ReconcileResult:
+        started = self._clock.monotonic()
+        account_id, outcome = "", "success"
+        obj = self._store.get(key)
+        if obj is None:
+            self._queue.remove(key)  # deleted: no resync, no backoff left behind
+            outcome = "skipped"
+        else:
+            account_id, outcome = await self._reconcile_object(key, obj)
+        result = ReconcileResult(key, account_id, outcome, self._clock.monotonic() - started)
+        if self._observe is not None:
+            self._observe(result)
+        return result
+
+    async def _reconcile_object(self, key: ObjectKey, obj: RawObject) -> tuple[str, str]:
+        meta = obj.get("metadata") or {}
+        finalizers: list[str] = list(meta.get("finalizers") or [])
+        ours = self._manager.finalizer in finalizers
+        deleting = bool(meta.get("deletionTimestamp"))
+        if deleting and not ours:
+            return "", "skipped"
+        account_id = ""
+        context = {"kind": self._kind, "namespace": key.namespace, "name": key.name}
+        try:
+            aws = await self._targets.target_for(obj)
+            account_id = aws.account_id
+            self._queue.set_lane(key, account_id)
+            context |= {"account": account_id, "region": aws.region}
+            if deleting:
+                await self._delete(obj, aws, finalizers)
+                log.info("deleted", extra={"carm": context})
+                self._queue.forget(key)
+                return account_id, "success"
+            if not ours:
+                obj = await self._writer.set_finalizers(obj, [*finalizers, self._manager.finalizer])
+            fields = await self._manager.sync(obj, aws)
+            await self._write_status(obj, fields, [*_synced_conditions()])
+        except (WriteConflict, ObjectGone):
+            # The cache is behind the server; the watch brings the newer object soon.
+            self._queue.add_after(key, 0.5)
+            return account_id, "requeue"
+        except ReconcileError as error:
+            await self._report_failure(key, obj, error, context)
+            return account_id, "error"
+        except Exception as error:  # noqa: BLE001 - any other failure is recoverable
+            log.exception("reconcile failed", extra={"carm": context})
+            wrapped = RecoverableError(f"{type(error).__name__}: {error}", reason="InternalError")
+            await self._report_failure(key, obj, wrapped, context)
+            return account_id, "error"
+        log.info("synced", extra={"carm": context})
+        self._queue.forget(key)
+        return account_id, "success"
+
+    async def _delete(self, obj: RawObject, aws: AwsTarget, finalizers: list[str]) -> None:
+        await self._manager.delete(obj, aws)
+        remaining = [f for f in finalizers if f != self._manager.finalizer]
+        await self._writer.set_finalizers(obj, remaining)
+
+    async def _report_failure(
+        self, key: ObjectKey, obj: RawObject, error: ReconcileError, context: dict[str, Any]
+    ) -> None:
+        retry_after = getattr(error, "retry_after", None) or 0.0
+        delay = self._queue.requeue_with_backoff(key, at_least=retry_after)
+        log.warning(
+            "reconcile failed: %s",
+            error.message,
+            extra={"carm": context | {"terminal": error.terminal, "retry_in": delay}},
+        )
+        try:
+            await self._write_status(obj, {}, _failure_conditions(error))
+        except (WriteConflict, ObjectGone):
+            pass  # the requeue above retries with the newer object
+
+    async def _write_status(
+        self, obj: RawObject, fields: dict[str, Any], conditions: list[Condition]
+    ) -> None:
+        current: dict[str, Any] = obj.get("status") or {}
+        drop = _ERROR_CONDITIONS - {c.type for c in conditions}
+        wanted = dict(current) | fields
+        wanted["conditions"] = merge_conditions(
+            current.get("conditions"), conditions, drop=drop, now=self._clock.wall()
+        )
+        if wanted != current:
+            await self._writer.patch_status(obj, _status_patch(current, wanted))
+
+
+def _status_patch(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch from `current` to `wanted` (top-level fields; lists replace wholesale)."""
+    patch: dict[str, Any] = {k: v for k, v in wanted.items() if current.get(k) != v}
+    for gone in current.keys() - wanted.keys():
+        patch[gone] = None
+    return patch
+
+
+def _synced_conditions() -> list[Condition]:
+    return [
+        Condition(ConditionType.RESOURCE_SYNCED, True, message="Resource synced successfully"),
+        Condition(ConditionType.READY, True),
+    ]
+
+
+def _failure_conditions(error: ReconcileError) -> list[Condition]:
+    flag = ConditionType.TERMINAL if error.terminal else ConditionType.RECOVERABLE
+    return [
+        Condition(ConditionType.RESOURCE_SYNCED, False, error.reason, error.message),
+        Condition(ConditionType.READY, False, error.reason, error.message),
+        Condition(flag, True, error.reason, error.message),
+    ]
