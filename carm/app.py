@@ -39,7 +39,7 @@ from carm.kube.writer import KubeResourceWriter
 from carm.observability.http import serve_metrics
 from carm.observability.metrics import Metrics
 from carm.queue import WorkQueue
-from carm.reconcile.loop import ReconcileResult, Reconciler
+from carm.reconcile.loop import Reconciler, ReconcileResult
 from carm.resources.s3.bucket import BucketManager
 from carm.settings import ROLE_ACCOUNT_MAP_NAME, Settings
 from carm.store import Store, by_namespace
@@ -179,7 +179,7 @@ class Controller:
         while True:
             try:
                 account_id = await assumer.caller_identity(None)
-            except Exception as error:  # noqa: BLE001 - any failure: say why, wait, try again
+            except Exception as error:  # noqa: BLE001 - say why, wait, try again
                 log.warning(
                     "cannot learn the controller's own AWS account (sts:GetCallerIdentity): "
                     "%s; retrying in %.0f s",

@@ -166,7 +166,7 @@ async def test_resolution_failure_is_a_condition_and_creates_nothing() -> None:
 
 
 async def test_recoverable_then_success_clears_the_error_condition() -> None:
-    reconciler, store, manager, writer, queue = build(
+    reconciler, store, manager, _writer, _queue = build(
         manager_error=RecoverableError("SlowDown: throttled", reason="SlowDown")
     )
     await reconciler.reconcile(KEY)
@@ -179,7 +179,7 @@ async def test_recoverable_then_success_clears_the_error_condition() -> None:
 
 
 async def test_deletion_deletes_in_aws_then_removes_the_finalizer() -> None:
-    reconciler, store, manager, writer, queue = build()
+    reconciler, store, manager, _writer, _queue = build()
     await reconciler.reconcile(KEY)
     store[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     await reconciler.reconcile(KEY)
@@ -188,7 +188,7 @@ async def test_deletion_deletes_in_aws_then_removes_the_finalizer() -> None:
 
 
 async def test_deleted_object_without_our_finalizer_is_left_alone() -> None:
-    reconciler, store, manager, writer, queue = build()
+    reconciler, store, manager, writer, _queue = build()
     store[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     result = await reconciler.reconcile(KEY)
     assert result.outcome == "skipped"
