@@ -109,7 +109,7 @@ class Sandbox:
         return {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
 
 
-def _read_env(path: Path) -> dict[str, str]:
+def read_env(path: Path) -> dict[str, str]:
     env: dict[str, str] = {}
     for line in path.read_text().splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
@@ -145,7 +145,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
                 + (state_dir / "sandbox.log").read_text()[-5000:]
             )
         time.sleep(0.1)
-    env = os.environ | _read_env(state_dir / "env") | {"NO_PROXY": "127.0.0.1,localhost"}
+    env = os.environ | read_env(state_dir / "env") | {"NO_PROXY": "127.0.0.1,localhost"}
     yield Sandbox(state_dir, env, tmp_path_factory.mktemp("kubectl-cache"), process)
     process.terminate()
     try:

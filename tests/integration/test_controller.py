@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aioboto3
 import anyio
 import pytest
 
@@ -200,3 +201,49 @@ async def test_fixing_the_map_creates_the_bucket_without_waiting_for_backoff(
         obj = await harness.kube.get(BUCKETS, "late-bucket", "prod")
         types = {c["type"] for c in obj["status"]["conditions"]}
         assert "ACK.Recoverable" not in types
+
+
+async def create_bucket_as(moto: MotoServer, account: str, name: str) -> None:
+    session = aioboto3.Session()
+    own = moto.controller_credentials
+    where = {"region_name": "us-east-1", "endpoint_url": moto.url}
+    async with session.client(
+        "sts",
+        aws_access_key_id=own.access_key_id,
+        aws_secret_access_key=own.secret_access_key,
+        **where,
+    ) as sts:
+        issued = (
+            await sts.assume_role(
+                RoleArn=f"arn:aws:iam::{account}:role/squatter", RoleSessionName="squatter"
+            )
+        )["Credentials"]
+    async with session.client(
+        "s3",
+        aws_access_key_id=issued["AccessKeyId"],
+        aws_secret_access_key=issued["SecretAccessKey"],
+        aws_session_token=issued["SessionToken"],
+        **where,
+    ) as s3:
+        await s3.create_bucket(Bucket=name)
+
+
+async def test_bucket_name_owned_by_another_account_is_terminal(harness_parts: Parts) -> None:
+    async with running_controller(*harness_parts) as harness:
+        await create_bucket_as(harness.moto, "222222222222", "squatted-name")
+        await harness.role_map({TARGET: ROLE})
+        await harness.namespace("prod", TARGET)
+        await harness.bucket("prod", "squatted-name")
+        condition = await harness.condition("prod", "squatted-name", "ACK.Terminal")
+        assert "another AWS account" in condition["message"]
+        assert "squatted-name" not in await harness.moto.list_bucket_names(TARGET)
+
+
+async def test_existing_bucket_of_the_same_account_is_not_an_error(harness_parts: Parts) -> None:
+    async with running_controller(*harness_parts) as harness:
+        await create_bucket_as(harness.moto, TARGET, "already-mine")
+        await harness.role_map({TARGET: ROLE})
+        await harness.namespace("prod", TARGET)
+        await harness.bucket("prod", "already-mine")
+        await harness.condition("prod", "already-mine", "ACK.ResourceSynced")
+        assert "already-mine" in await harness.moto.list_bucket_names(TARGET)
