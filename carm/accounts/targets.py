@@ -36,6 +36,8 @@ class AccountTarget:
     credentials: AwsCredentials | None
     _pool: AwsClientPool = field(repr=False)
     _endpoint_url: str | None = field(repr=False)
+    deletion_policy: str = "delete"
+    """"delete" or "retain": what deleting the Kubernetes resource does in AWS."""
 
     async def client(self, service: str) -> AwsClient:
         return await self._pool.client(service, self.credentials, self.region, self._endpoint_url)

@@ -25,6 +25,11 @@ class AwsTarget(Protocol):
     def partition(self) -> str: ...
 
     @property
+    def deletion_policy(self) -> str:
+        """ "delete" (remove the AWS resource with the Kubernetes one) or "retain" (keep it)."""
+        ...
+
+    @property
     def role_arn(self) -> str | None:
         """The role assumed for this account; None when the controller's own identity acts."""
         ...

@@ -12,6 +12,7 @@ Failures requeue the key with per-key backoff; success schedules the periodic re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ class Reconciler:
         except ReconcileError as error:
             await self._report_failure(key, obj, error, context)
             return account_id, "error"
-        except Exception as error:  # noqa: BLE001 - any other failure is recoverable
+        except Exception as error:
             log.exception("reconcile failed", extra={"carm": context})
             wrapped = RecoverableError(f"{type(error).__name__}: {error}", reason="InternalError")
             await self._report_failure(key, obj, wrapped, context)
@@ -161,7 +162,8 @@ class Reconciler:
         return account_id, "success"
 
     async def _delete(self, obj: RawObject, aws: AwsTarget, finalizers: list[str]) -> None:
-        await self._manager.delete(obj, aws)
+        if aws.deletion_policy != "retain":
+            await self._manager.delete(obj, aws)
         remaining = [f for f in finalizers if f != self._manager.finalizer]
         await self._writer.set_finalizers(obj, remaining)
 
@@ -175,10 +177,9 @@ class Reconciler:
             error.message,
             extra={"carm": context | {"terminal": error.terminal, "retry_in": delay}},
         )
-        try:
+        # On a conflict the requeue above retries with the newer object.
+        with contextlib.suppress(WriteConflict, ObjectGone):
             await self._write_status(obj, {}, _failure_conditions(error))
-        except (WriteConflict, ObjectGone):
-            pass  # the requeue above retries with the newer object
 
     async def _write_status(
         self, obj: RawObject, fields: dict[str, Any], conditions: list[Condition]

@@ -24,6 +24,7 @@ class Target:
     region: str = "us-east-1"
     partition: str = "aws"
     role_arn: str | None = "arn:aws:iam::111111111111:role/s3FullAccess"
+    deletion_policy: str = "delete"
 
     async def client(self, service: str) -> Any:
         raise AssertionError("the fake manager makes no AWS calls")
@@ -32,11 +33,12 @@ class Target:
 @dataclass
 class Targets:
     error: Exception | None = None
+    deletion_policy: str = "delete"
 
     async def target_for(self, obj: RawObject) -> AwsTarget:
         if self.error is not None:
             raise self.error
-        return Target()
+        return Target(deletion_policy=self.deletion_policy)
 
     def lane_of(self, namespace: str) -> str:
         return "111111111111"
@@ -193,3 +195,12 @@ async def test_deleted_object_without_our_finalizer_is_left_alone() -> None:
     result = await reconciler.reconcile(KEY)
     assert result.outcome == "skipped"
     assert manager.log == [] and writer.writes == []
+
+
+async def test_retain_removes_the_finalizer_and_leaves_aws_alone() -> None:
+    reconciler, store, manager, _, _ = build(Targets(deletion_policy="retain"))
+    await reconciler.reconcile(KEY)
+    store[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    await reconciler.reconcile(KEY)
+    assert manager.log == ["sync"]
+    assert store[KEY]["metadata"]["finalizers"] == []
