@@ -33,7 +33,8 @@ class ResourceType:
         "watch",
     )
     has_status: bool = False
-    # openAPIV3Schema of a CRD version; None for built-in kinds (validated by hand, if at all).
+    # openAPIV3Schema of a CRD version; for built-in kinds, a structural stand-in for the Go type
+    # (see builtins.py). None means "keep every field".
     schema: dict[str, Any] | None = None
     printer_columns: tuple[dict[str, Any], ...] = ()
     # True for kinds that come from a CustomResourceDefinition.

@@ -1,0 +1,34 @@
+"""`python -m bench WORKLOAD [ARGS...]`: runs one benchmark.
+
+Every module (not subpackage) of this package whose name does not start with `_` is a
+workload; it exposes `main(argv: list[str]) -> int`. Adding a workload is adding a module:
+nothing here changes. Helpers go in `_`-prefixed modules or in subpackages.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+
+def workloads() -> list[str]:
+    here = [str(Path(__file__).resolve().parent)]
+    return sorted(
+        m.name for m in pkgutil.iter_modules(here) if not m.ispkg and not m.name.startswith("_")
+    )
+
+
+def main(argv: list[str]) -> int:
+    available = workloads()
+    if not argv or argv[0] not in available:
+        print(f"usage: python -m bench {{{','.join(available)}}} [ARGS...]", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"bench.{argv[0]}")
+    code: int = module.main(argv[1:])
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
