@@ -381,3 +381,47 @@ async def test_send_initial_events_ends_with_a_marked_bookmark(
         "resourceVersion": str(kubeapi.store.resource_version),
         "annotations": {"k8s.io/initial-events-end": "true"},
     }
+
+
+async def test_watch_in_tables_for_kubectl_get_watch(http: aiohttp.ClientSession) -> None:
+    await create(http, "shown")
+    headers = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    async with http.get(f"{CONFIG_MAPS}?watch=1", headers=headers) as response:
+        stream = Stream(response)
+        initial = await stream.next()
+        await create(http, "later")
+        live = await stream.next()
+    for event in (initial, live):
+        assert event["type"] == "ADDED"
+        assert event["object"]["kind"] == "Table"
+        assert [c["name"] for c in event["object"]["columnDefinitions"]] == ["Name", "Data", "Age"]
+    assert [initial["object"]["rows"][0]["cells"][0], live["object"]["rows"][0]["cells"][0]] == [
+        "shown",
+        "later",
+    ]
+
+
+async def test_a_client_that_stops_reading_does_not_stall_writers() -> None:
+    from carm.sandbox.kubeapi.server import serve_kubeapi
+
+    async with (
+        serve_kubeapi(watch_queue_size=20) as server,
+        aiohttp.ClientSession(base_url=server.url) as http,
+    ):
+        # A watch whose client never reads: once the socket buffers fill, its queue overflows.
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(f"GET {CONFIG_MAPS}?watch=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        assert server.hub.count() == 1
+        payload = "x" * 200_000
+        began = time.monotonic()
+        for index in range(200):  # ~40 MB of events, far beyond the socket buffers
+            async with http.post(
+                CONFIG_MAPS, json={"metadata": {"name": f"big-{index}"}, "data": {"p": payload}}
+            ) as response:
+                assert response.status == 201
+        assert time.monotonic() - began < 20
+        assert server.hub.count() == 0  # the stuck watch was closed, not waited for
+        writer.close()
+        await writer.wait_closed()

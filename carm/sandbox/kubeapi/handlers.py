@@ -327,6 +327,7 @@ class ApiHandler:
         watcher = Watcher(
             rkey(rtype), namespace, predicate, rtype.api_version, self.watch_queue_size, render
         )
+        watcher.on_overflow = lambda: request.transport.abort() if request.transport else None
         version = query.get("resourceVersion", "")
         initial: list[bytes] = []
         error_line: bytes | None = None

@@ -46,6 +46,9 @@ class Watcher:
         self._wake = asyncio.Event()
         self.closed = False
         self.overflowed = False
+        # Called on overflow: a client that stopped reading leaves its handler blocked in a
+        # write, which only dropping the connection releases.
+        self.on_overflow: Callable[[], None] = lambda: None
 
     def line_for(self, change: Change) -> bytes | None:
         """The event line this watcher should see for `change`, or None if filtered out."""
@@ -78,6 +81,7 @@ class Watcher:
         except asyncio.QueueFull:
             self.overflowed = True
             self.close()
+            self.on_overflow()
             return
         self._wake.set()
 
@@ -115,6 +119,8 @@ class WatchHub:
     def publish(self, change: Change) -> None:
         for watcher in list(self._by_resource.get(change.resource, ())):
             watcher.offer(change)
+            if watcher.closed:
+                self.remove(watcher)
 
     def add(self, watcher: Watcher) -> None:
         self._by_resource.setdefault(watcher.resource, set()).add(watcher)
