@@ -52,7 +52,7 @@ def test_flags_as_ack_spells_them() -> None:
 
 def test_carm_with_a_watch_namespace_is_refused_with_the_reason() -> None:
     settings = parse("--watch-namespace", "team-a", "--aws-region", "us-east-1")
-    with pytest.raises(SettingsError, match="watch every namespace.*team-a"):
+    with pytest.raises(SettingsError, match=r"watch every namespace.*team-a"):
         settings.validate()
 
 
