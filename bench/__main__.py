@@ -1,4 +1,4 @@
-"""`python -m bench WORKLOAD [ARGS...]`: runs one benchmark.
+"""`python -m bench WORKLOAD [ARGS...]`: runs one benchmark; `python -m bench all` runs them all.
 
 Every module (not subpackage) of this package whose name does not start with `_` is a
 workload; it exposes `main(argv: list[str]) -> int`. Adding a workload is adding a module:
@@ -22,8 +22,13 @@ def workloads() -> list[str]:
 
 def main(argv: list[str]) -> int:
     available = workloads()
+    if argv and argv[0] == "all":  # every workload in one run (bench/_all.py)
+        from bench._all import main as run_all
+
+        return run_all(argv[1:])
     if not argv or argv[0] not in available:
-        print(f"usage: python -m bench {{{','.join(available)}}} [ARGS...]", file=sys.stderr)
+        choices = ",".join([*available, "all"])
+        print(f"usage: python -m bench {{{choices}}} [--quick] [ARGS...]", file=sys.stderr)
         return 2
     module = importlib.import_module(f"bench.{argv[0]}")
     code: int = module.main(argv[1:])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
@@ -92,3 +93,23 @@ class FakeClock:
             await self.settle()
         self._now = target
         await self.settle()
+
+
+async def run_within(clock: Clock, seconds: float, work: Callable[[], Awaitable[None]]) -> bool:
+    """Run `work()`, cancelling it after `seconds` on `clock`; True if it finished in time.
+
+    anyio's `move_on_after` runs on the event loop's clock, which a `FakeClock` does not move:
+    bounds that tests must drive (shutdown grace periods) use this instead.
+    """
+    finished = False
+    async with anyio.create_task_group() as group:
+
+        async def deadline() -> None:
+            await clock.sleep(seconds)
+            group.cancel_scope.cancel()
+
+        group.start_soon(deadline)
+        await work()
+        finished = True
+        group.cancel_scope.cancel()
+    return finished

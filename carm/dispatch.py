@@ -5,11 +5,12 @@ one stage after the other, so that no stage can run ahead of the one it depends 
 
 1. the event goes into its kind's cache (and indexes), so a worker that picks up a key always
    reads an object at least as new as the event that queued it;
-2. Namespace and role-map events go to the account resolver, which says which namespaces now
-   resolve differently; credentials of roles that are no longer mapped are dropped at once;
-3. work is queued: a Bucket whose spec, metadata or deletion changed; every Bucket of a
-   namespace whose resolution changed; nothing else. Status-only updates (carm's own status
-   writes coming back through the watch) queue nothing, so a reconcile costs no echo.
+2. Namespace, role-map (account and team) and IAMRoleSelector events go to the account
+   resolver, which says which resources now resolve differently (candidate namespaces, then a
+   per-resource test); credentials of roles that are no longer mapped are dropped at once;
+3. work is queued: a Bucket whose spec, metadata or deletion changed; every Bucket whose
+   resolution (or placement) the change can alter; nothing else. Status-only updates (carm's
+   own status writes coming back through the watch) queue nothing, so a reconcile costs no echo.
 
 Each key is queued in the lane of the account its namespace resolves to, which is what the
 work queue schedules fairly.
@@ -30,19 +31,30 @@ BY_NAMESPACE = "by_namespace"
 
 
 class RoleMapUpdate(Protocol):
+    """What a change of the resolver's inputs affects (`carm.accounts.ResolutionChange`)."""
+
     @property
     def namespaces(self) -> frozenset[str]: ...
 
     @property
     def retired_role_arns(self) -> frozenset[str]: ...
 
+    @property
+    def affects(self) -> Callable[[RawObject], bool] | None:
+        """None: every resource of `namespaces`; else only those for which it is True."""
+        ...
+
 
 class AccountDirectory(Protocol):
     """The account resolver, as the dispatcher sees it."""
 
-    def on_namespace(self, obj: RawObject | None, name: str) -> frozenset[str]: ...
+    def on_namespace(self, obj: RawObject | None, name: str) -> RoleMapUpdate: ...
 
     def on_role_map(self, configmap: RawObject | None) -> RoleMapUpdate: ...
+
+    def on_team_map(self, configmap: RawObject | None) -> RoleMapUpdate: ...
+
+    def on_selector(self, obj: RawObject | None, name: str) -> RoleMapUpdate: ...
 
 
 class WorkSink(Protocol):
@@ -61,12 +73,14 @@ class Dispatcher:
         lane_of: Callable[[str], str],
         role_map_name: str,
         retire_roles: Callable[[Collection[str]], None],
+        team_map_name: str | None = None,
     ) -> None:
         self._stores = stores
         self._accounts = accounts
         self._queue = queue
         self._lane_of = lane_of
         self._role_map_name = role_map_name
+        self._team_map_name = team_map_name
         self._retire_roles = retire_roles
         self.queued = 0
         """Keys queued so far (for tests and metrics)."""
@@ -85,15 +99,27 @@ class Dispatcher:
             return
         if event.kind is Kind.BUCKET:
             self._on_bucket(event, before)
-        elif event.kind is Kind.NAMESPACE:
-            obj = None if event.type is EventType.DELETED else event.obj
-            self._requeue_namespaces(self._accounts.on_namespace(obj, event.key.name))
+            return
+        obj = None if event.type is EventType.DELETED else event.obj
+        if event.kind is Kind.NAMESPACE:
+            self._apply(self._accounts.on_namespace(obj, event.key.name))
         elif event.kind is Kind.CONFIG_MAP and event.key.name == self._role_map_name:
-            obj = None if event.type is EventType.DELETED else event.obj
-            change = self._accounts.on_role_map(obj)
-            if change.retired_role_arns:
-                self._retire_roles(change.retired_role_arns)
-            self._requeue_namespaces(change.namespaces)
+            self._apply(self._accounts.on_role_map(obj))
+        elif event.kind is Kind.CONFIG_MAP and event.key.name == self._team_map_name:
+            self._apply(self._accounts.on_team_map(obj))
+        elif event.kind is Kind.IAM_ROLE_SELECTOR:
+            self._apply(self._accounts.on_selector(obj, event.key.name))
+
+    def _apply(self, change: RoleMapUpdate) -> None:
+        if change.retired_role_arns:
+            self._retire_roles(change.retired_role_arns)
+        buckets = self._stores[Kind.BUCKET]
+        affects = change.affects
+        for namespace in change.namespaces:
+            for key in buckets.keys_by_index(BY_NAMESPACE, namespace):
+                obj = buckets.get(key)
+                if obj is not None and (affects is None or affects(obj)):
+                    self._enqueue(key)
 
     def _on_bucket(self, event: WatchEvent, before: RawObject | None) -> None:
         key = event.key
@@ -104,25 +130,22 @@ class Dispatcher:
             return
         self._enqueue(key)
 
-    def _requeue_namespaces(self, namespaces: frozenset[str]) -> None:
-        buckets = self._stores[Kind.BUCKET]
-        for namespace in namespaces:
-            for key in buckets.keys_by_index(BY_NAMESPACE, namespace):
-                self._enqueue(key)
-
     def _enqueue(self, key: ObjectKey) -> None:
         self._queue.add(key, lane=self._lane_of(key.namespace))
         self.queued += 1
 
 
 def _needs_reconcile(before: RawObject, after: RawObject) -> bool:
-    """False for changes only to status or resourceVersion (e.g. carm's own status writes)."""
+    """False for changes only to status or resourceVersion (e.g. carm's own status writes) or
+    that only add finalizers (carm's own finalizer write: reconciling its echo again cost a
+    second reconcile, an AWS read, per new resource); a removed finalizer may be carm's own,
+    which a reconcile puts back."""
     old, new = before.get("metadata") or {}, after.get("metadata") or {}
     return (
         before.get("spec") != after.get("spec")
         or old.get("generation") != new.get("generation")
         or old.get("deletionTimestamp") != new.get("deletionTimestamp")
-        or old.get("finalizers") != new.get("finalizers")
+        or not set(old.get("finalizers") or ()) <= set(new.get("finalizers") or ())
         or old.get("annotations") != new.get("annotations")
         or old.get("labels") != new.get("labels")
         or old.get("uid") != new.get("uid")

@@ -24,6 +24,7 @@ class Kind(enum.StrEnum):
     NAMESPACE = "Namespace"
     CONFIG_MAP = "ConfigMap"
     BUCKET = "Bucket"
+    IAM_ROLE_SELECTOR = "IAMRoleSelector"
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -20,6 +20,12 @@ One `CredentialCache` serves every reconcile worker. Its promises, each covered 
 - **Invalidation.** `invalidate(role_arn)` (the role map changed) drops the role's credentials
   and its backoff at once; listeners hear about every credential that is replaced or dropped,
   so the client pool can retire the clients built on them.
+- **Verified before first use.** Every set of credentials STS hands out is checked with
+  GetCallerIdentity (made with those credentials) before anyone gets them: they must act in the
+  account of the role's ARN, the account the mapping promised. A mismatch (a proxy or endpoint
+  answering for another account, a misconfigured STS) is a failure like any other, cached with
+  backoff, but `terminal`: retrying cannot fix it. Verified credentials are cached, so the
+  check costs one call per AssumeRole, not per use.
 
 Time comes from an injected `Clock`: expirations are wall time (they come from AWS), refresh
 deadlines and backoff are monotonic.
@@ -71,12 +77,15 @@ def default_session_name(
 
 @dataclass(frozen=True, slots=True)
 class SessionSpec:
-    """What to assume: the cache key."""
+    """What to assume: the cache key (so the same role with other options is another session)."""
 
     role_arn: str
     session_name: str
     external_id: str | None = None
     duration_seconds: int = 3600
+    source_identity: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    """Session tags as sorted (key, value) pairs."""
 
     def __post_init__(self) -> None:
         RoleArn.parse(self.role_arn)  # raises InvalidRoleArn (a ValueError)
@@ -138,6 +147,7 @@ class AssumeRoleError(Exception):
         *,
         status_code: int | None = None,
         retry_at: float | None = None,
+        terminal: bool = False,
     ) -> None:
         super().__init__(role_arn, code, message)
         self.role_arn = role_arn
@@ -145,6 +155,8 @@ class AssumeRoleError(Exception):
         self.message = message
         self.status_code = status_code
         self.retry_at = retry_at
+        self.terminal = terminal
+        """True when retrying cannot help (the credentials act in the wrong account)."""
 
     def with_retry_at(self, retry_at: float) -> AssumeRoleError:
         copy = AssumeRoleError(
@@ -153,6 +165,7 @@ class AssumeRoleError(Exception):
             self.message,
             status_code=self.status_code,
             retry_at=retry_at,
+            terminal=self.terminal,
         )
         copy.__cause__ = self.__cause__
         return copy
@@ -167,10 +180,9 @@ class AssumeRoleError(Exception):
 class RoleAssumer(Protocol):
     """The STS edge: the real one is `carm.accounts.sts.StsRoleAssumer`."""
 
-    async def assume_role(
-        self, role_arn: str, session_name: str, duration_seconds: int, external_id: str | None
-    ) -> AwsCredentials:
-        """Assume the role; raise `AssumeRoleError` with AWS' error code when STS refuses."""
+    async def assume_role(self, spec: SessionSpec) -> AwsCredentials:
+        """Assume `spec.role_arn` with the spec's session options; raise `AssumeRoleError`
+        with AWS' error code when STS refuses."""
         ...
 
     async def caller_identity(self, credentials: AwsCredentials | None) -> str:
@@ -312,9 +324,7 @@ class CredentialCache:
         spec = entry.spec
         done = entry.inflight = anyio.Event()
         try:
-            credentials = await self._assumer.assume_role(
-                spec.role_arn, spec.session_name, spec.duration_seconds, spec.external_id
-            )
+            credentials = await self._verified(spec, await self._assumer.assume_role(spec))
         except AssumeRoleError as error:
             self._failed(entry, error)
         except Exception as error:  # noqa: BLE001 - a bug or an unexpected client error: back off all the same
@@ -326,6 +336,30 @@ class CredentialCache:
         finally:
             entry.inflight = None
             done.set()
+
+    async def _verified(self, spec: SessionSpec, credentials: AwsCredentials) -> AwsCredentials:
+        """`credentials` once GetCallerIdentity confirms they act in the role's account."""
+        try:
+            account_id = await self._assumer.caller_identity(credentials)
+        except Exception as error:
+            self._notify(credentials)  # never handed out: retire the client built to check them
+            raise AssumeRoleError(
+                spec.role_arn,
+                "GetCallerIdentityFailed",
+                f"checking the new credentials with sts:GetCallerIdentity failed: {error}",
+            ) from error
+        if account_id != spec.account_id:
+            self._notify(credentials)
+            raise AssumeRoleError(
+                spec.role_arn,
+                "CredentialsAccountMismatch",
+                f"sts:GetCallerIdentity says the assumed credentials act in account "
+                f"{account_id}, but the role (and its mapping) is in account "
+                f"{spec.account_id}: carm will not use them (check --aws-endpoint-url and any "
+                "proxy in front of STS)",
+                terminal=True,
+            )
+        return credentials
 
     def _succeeded(self, entry: _Entry, credentials: AwsCredentials) -> None:
         if not self._usable(credentials):

@@ -1,280 +1,298 @@
-"""Which AWS account, and which role, a namespace's resources are managed with.
+"""The account resolver: the latest CARM inputs, and what each change of them affects.
 
-The rules (ACK CARM, tightened where ACK is silent):
+`AccountResolver` holds what the rules (`carm.accounts.rules`) read: namespaces (annotations and
+labels), the two role-map ConfigMaps and the IAMRoleSelectors. It is fed from the event bus by
+the dispatcher and read by the reconcile workers; no I/O and no locks, everything runs on the
+event loop between awaits.
 
-- A namespace without the `services.k8s.aws/owner-account-id` annotation is managed in the
-  controller's own account with the controller's own credentials (`role_arn` None).
-- An annotated namespace MUST find its account in ConfigMap `ack-role-account-map`, also when
-  the annotation names the controller's own account; its resources are then managed by
-  assuming that role. There is no fallback to the controller's own credentials: a typo in the
-  map must not create buckets in the wrong account.
-- Every failure names the namespace, the account and what is wrong, and says whether the user
-  must change something (`terminal`) or it may pass (e.g. the ConfigMap is not created yet).
-  Callers retry both with backoff, because namespaces and the map are edited outside the
-  resource.
-- A namespace the controller has not seen yet resolves to a (recoverable) error, never to the
-  own account: it may well be annotated.
-- With CARM disabled, every namespace is managed in the controller's own account and the
-  annotation is ignored.
+Each `on_*` method answers "which resources must be reconciled again, and which credentials
+dropped?" as a `ResolutionChange`, computed by *diffing* rather than guessing:
 
-`resolve_namespace` is the pure rule. `AccountResolver` keeps the latest namespaces and role
-map fed from the event bus, and tells the caller what each change affects so that only the
-resources of those namespaces are reconciled again.
+1. candidate namespaces, cheaply: for a role-map change, the known namespaces whose map-based
+   resolution differs between the old and the new map; for a namespace change, that namespace;
+   for a selector change, the namespaces the old or the new selector's namespace part matches;
+2. `affects(resource)`: the resource's full resolution (selectors included, which may look at
+   its labels and kind) under the old inputs differs from the one under the new inputs.
+
+So editing one account's entry re-queues exactly that account's resources and nothing else; a
+namespace label no selector looks at re-queues nothing. Changes of a namespace's placement
+annotations (default region, endpoint, deletion policy) re-queue all of its resources: they do
+not change the resolution but the AWS target. Roles that no map or selector names any more (or
+whose entry changed, e.g. a new external id) are retired: their cached credentials are dropped.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 
-from carm.accounts.rolemap import ACCOUNT_ID_PATTERN, RoleMap, RoleMapEntryError
-from carm.events import RawObject
-from carm.settings import OWNER_ACCOUNT_ANNOTATION, ROLE_ACCOUNT_MAP_NAME
+from carm.accounts.rolemap import MapKind, RoleMap
+from carm.accounts.rules import (
+    ROLE_NOT_AVAILABLE,
+    ControllerIdentity,
+    NamespaceInfo,
+    Outcome,
+    Resolution,
+    ResolutionError,
+    ResolutionReason,
+    ResolverSettings,
+    ResourceFacts,
+    RoleMaps,
+    referenced_roles,
+    resolve,
+)
+from carm.accounts.selectors import SELECTOR_KIND, RoleSelector
+from carm.events import ObjectKey, RawObject
+from carm.observability.metrics import Metrics
 
-DEFAULT_REGION_ANNOTATION = "services.k8s.aws/default-region"
-ROLE_NOT_AVAILABLE = "IAM Role is not available"
-"""ACK's words for a missing mapping; kept so searches and alerts written for ACK still match."""
+__all__ = [
+    "ROLE_NOT_AVAILABLE",
+    "AccountResolver",
+    "ControllerIdentity",
+    "NamespaceInfo",
+    "Resolution",
+    "ResolutionChange",
+    "ResolutionError",
+    "ResolutionReason",
+    "ResolverSettings",
+    "RoleMapChange",
+]
 
+log = logging.getLogger("carm.accounts.resolver")
 
-@dataclass(frozen=True, slots=True)
-class ControllerIdentity:
-    """Who the controller is without assuming a role (from STS GetCallerIdentity)."""
-
-    account_id: str
-    partition: str = "aws"
-
-
-@dataclass(frozen=True, slots=True)
-class ResolverSettings:
-    carm_enabled: bool = True
-    """Resolve namespaces' owner accounts; False manages everything in the own account."""
-
-    system_namespace: str = "ack-system"
-    """Namespace of ConfigMap ack-role-account-map (named in messages)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    account_id: str
-    role_arn: str | None
-    """The role to assume; None: act with the controller's own credentials."""
-    partition: str
-    source: str
-    """Why this account and role, in words (for logs and events)."""
-
-
-class ResolutionReason(enum.StrEnum):
-    NAMESPACE_UNKNOWN = "NamespaceNotFound"
-    INVALID_OWNER_ACCOUNT = "InvalidOwnerAccountID"
-    ROLE_MAP_MISSING = "RoleAccountMapNotFound"
-    ROLE_NOT_AVAILABLE = "RoleNotAvailable"
-    INVALID_ROLE_ARN = "InvalidRoleARN"
-    ROLE_ACCOUNT_MISMATCH = "RoleAccountMismatch"
+InfoOf = Callable[[str], NamespaceInfo | None]
 
 
 @dataclass(frozen=True, slots=True)
-class ResolutionError:
-    reason: ResolutionReason
-    message: str
-    terminal: bool
-    """True when someone must change the annotation or the map; False when it may pass."""
-    namespace: str
-    account_id: str | None
+class ResolutionChange:
+    """What one event affects."""
 
-
-@dataclass(frozen=True, slots=True)
-class NamespaceInfo:
-    """What the resolver needs of a namespace: its CARM annotations."""
-
-    owner_account_id: str | None
-    default_region: str | None = None
-
-    @classmethod
-    def of(cls, obj: RawObject) -> NamespaceInfo:
-        annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        return cls(
-            annotations.get(OWNER_ACCOUNT_ANNOTATION), annotations.get(DEFAULT_REGION_ANNOTATION)
-        )
-
-
-def resolve_namespace(
-    name: str,
-    namespace: NamespaceInfo | None,
-    role_map: RoleMap | None,
-    identity: ControllerIdentity,
-    settings: ResolverSettings,
-) -> Resolution | ResolutionError:
-    """Apply the CARM rules to one namespace (None: not known to the controller yet)."""
-    if not settings.carm_enabled:
-        return Resolution(
-            identity.account_id,
-            None,
-            identity.partition,
-            "CARM is disabled: the controller's own account and credentials",
-        )
-    if namespace is None:
-        return ResolutionError(
-            ResolutionReason.NAMESPACE_UNKNOWN,
-            f'namespace "{name}" is not known to the controller yet (not found or not listed '
-            "yet), so its owner account cannot be resolved",
-            terminal=False,
-            namespace=name,
-            account_id=None,
-        )
-    account_id = namespace.owner_account_id
-    if account_id is None:
-        return Resolution(
-            identity.account_id,
-            None,
-            identity.partition,
-            f'namespace "{name}" has no {OWNER_ACCOUNT_ANNOTATION} annotation: '
-            f"the controller's own account {identity.account_id} and credentials",
-        )
-    if not ACCOUNT_ID_PATTERN.fullmatch(account_id):
-        return ResolutionError(
-            ResolutionReason.INVALID_OWNER_ACCOUNT,
-            f'namespace "{name}" has annotation {OWNER_ACCOUNT_ANNOTATION}={account_id!r}, '
-            "which is not a 12-digit AWS account id: fix the annotation",
-            terminal=True,
-            namespace=name,
-            account_id=account_id,
-        )
-    return _resolve_role(name, account_id, role_map, settings)
-
-
-def _resolve_role(
-    name: str, account_id: str, role_map: RoleMap | None, settings: ResolverSettings
-) -> Resolution | ResolutionError:
-    where = f"ConfigMap {settings.system_namespace}/{ROLE_ACCOUNT_MAP_NAME}"
-    who = f'namespace "{name}" is annotated with owner account {account_id}'
-
-    def error(reason: ResolutionReason, message: str, *, terminal: bool) -> ResolutionError:
-        return ResolutionError(reason, message, terminal, name, account_id)
-
-    if role_map is None:
-        return error(
-            ResolutionReason.ROLE_MAP_MISSING,
-            f"{where} not found; {who}, which needs a role ARN for that account in it",
-            terminal=False,
-        )
-    entry = role_map.lookup(account_id)
-    if entry is None:
-        return error(
-            ResolutionReason.ROLE_NOT_AVAILABLE,
-            f"{ROLE_NOT_AVAILABLE}: {who}, but {where} has no role ARN for account {account_id}",
-            terminal=False,
-        )
-    if isinstance(entry, RoleMapEntryError):
-        return error(
-            ResolutionReason.INVALID_ROLE_ARN,
-            f"{who}, but {where} maps it to {entry.value!r}, which is {entry.problem}",
-            terminal=True,
-        )
-    if entry.account_id != account_id:
-        return error(
-            ResolutionReason.ROLE_ACCOUNT_MISMATCH,
-            f"{who}, but {where} maps it to role {entry.arn}, which belongs to account "
-            f"{entry.account_id}: the role must be in the annotated account",
-            terminal=True,
-        )
-    return Resolution(account_id, entry.arn, entry.partition, f"{who}: assume role {entry.arn}")
-
-
-@dataclass(frozen=True, slots=True)
-class RoleMapChange:
-    """What a new version of the role map affects."""
-
-    accounts: frozenset[str]
-    """Account ids whose entry was added, removed or changed."""
     namespaces: frozenset[str]
-    """Known namespaces whose resolution may now differ: reconcile their resources."""
-    retired_role_arns: frozenset[str]
-    """Role ARNs no longer mapped for an account they were mapped for: drop their credentials."""
+    """Namespaces whose resources may now resolve (or be placed) differently."""
+    retired_role_arns: frozenset[str] = frozenset()
+    """Roles no longer named (or named with other session options): drop their credentials."""
+    affects: Callable[[RawObject], bool] | None = None
+    """When set, only the resources of `namespaces` for which it is True are affected."""
+    keys: frozenset[str] = frozenset()
+    """ConfigMap keys added, removed or changed (for logs)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.namespaces or self.retired_role_arns)
+
+
+RoleMapChange = ResolutionChange
+"""The former name, kept for callers that import it."""
+
+NO_CHANGE = ResolutionChange(frozenset())
+
+
+def _placement(info: NamespaceInfo | None) -> tuple[str | None, ...]:
+    if info is None:
+        return (None, None, None)
+    return (info.default_region, info.endpoint_url, info.deletion_policy)
 
 
 class AccountResolver:
-    """The latest namespaces and role map, and the resolution of any namespace against them.
-
-    Fed by the event bus (`on_namespace`, `on_role_map`); read by the reconcile workers
-    (`resolve`). No I/O, no locks: everything runs on the event loop between awaits.
-    """
-
-    def __init__(self, identity: ControllerIdentity, settings: ResolverSettings) -> None:
+    def __init__(
+        self,
+        identity: ControllerIdentity,
+        settings: ResolverSettings,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._identity = identity
         self._settings = settings
+        self._metrics = metrics
         self._namespaces: dict[str, NamespaceInfo] = {}
-        self._role_map: RoleMap | None = None
+        self._maps = RoleMaps()
+        self._selectors: dict[str, RoleSelector] = {}
+        self._selector_list: tuple[RoleSelector, ...] = ()
+
+    # -- reading ------------------------------------------------------------------------------
 
     @property
     def identity(self) -> ControllerIdentity:
         return self._identity
 
     @property
+    def settings(self) -> ResolverSettings:
+        return self._settings
+
+    @property
     def role_map(self) -> RoleMap | None:
-        return self._role_map
+        """ConfigMap ack-role-account-map as last seen (None: it does not exist)."""
+        return self._maps.accounts
+
+    @property
+    def team_map(self) -> RoleMap | None:
+        return self._maps.teams
+
+    @property
+    def maps(self) -> RoleMaps:
+        return self._maps
+
+    @property
+    def selectors(self) -> tuple[RoleSelector, ...]:
+        return self._selector_list
 
     def namespace(self, name: str) -> NamespaceInfo | None:
         return self._namespaces.get(name)
 
-    def on_namespace(self, obj: RawObject | None, name: str) -> frozenset[str]:
-        """A namespace was added, changed (`obj`) or deleted (None): the namespaces affected."""
-        before = self._namespaces.get(name)
-        if obj is None:
-            self._namespaces.pop(name, None)
-            after = None
-        else:
-            after = NamespaceInfo.of(obj)
-            self._namespaces[name] = after
-        return frozenset({name}) if before != after else frozenset()
+    def namespaces(self) -> Iterator[tuple[str, NamespaceInfo]]:
+        return iter(self._namespaces.items())
 
-    def on_role_map(self, configmap: RawObject | None) -> RoleMapChange:
-        """The role map ConfigMap was added, changed (`configmap`) or deleted (None)."""
-        before = self._role_map
-        after = RoleMap.from_configmap(configmap)
-        self._role_map = after
-        if after is None:
-            accounts = before.changed_accounts(None) if before is not None else frozenset()
-        else:
-            accounts = after.changed_accounts(before)
-        if (before is None) != (after is None):
-            # The ConfigMap appeared or vanished: every annotated namespace's error or role
-            # changes, also for accounts that neither version maps.
-            namespaces = self._annotated_namespaces(None)
-        else:
-            namespaces = self._annotated_namespaces(accounts)
-        return RoleMapChange(accounts, namespaces, _retired_roles(before, after, accounts))
-
-    def resolve(self, namespace: str) -> Resolution | ResolutionError:
-        return resolve_namespace(
-            namespace,
-            self._namespaces.get(namespace),
-            self._role_map,
-            self._identity,
-            self._settings,
+    def resolve(self, namespace: str, resource: RawObject | None = None) -> Outcome:
+        """The resolution of `resource` (None: a resource of the default kind, no labels)."""
+        facts = ResourceFacts.of(resource, self._settings.resource_type)
+        return self._resolve(
+            namespace, self._namespaces.get, self._maps, self._selector_list, facts
         )
 
-    def namespaces_of(self, accounts: Iterable[str]) -> frozenset[str]:
-        """Known namespaces annotated with one of `accounts`."""
-        return self._annotated_namespaces(frozenset(accounts))
+    # -- feeding ------------------------------------------------------------------------------
 
-    def _annotated_namespaces(self, accounts: frozenset[str] | None) -> frozenset[str]:
-        return frozenset(
+    def on_namespace(self, obj: RawObject | None, name: str) -> ResolutionChange:
+        """A namespace was added, changed (`obj`) or deleted (None)."""
+        before = self._namespaces.get(name)
+        after = None if obj is None else NamespaceInfo.of(obj, self._settings.service)
+        if after is None:
+            self._namespaces.pop(name, None)
+        else:
+            self._namespaces[name] = after
+        if before == after:
+            return NO_CHANGE
+        if _placement(before) != _placement(after):
+            return ResolutionChange(frozenset({name}))
+
+        def old_info(namespace: str) -> NamespaceInfo | None:
+            return before if namespace == name else self._namespaces.get(namespace)
+
+        affects = self._differs(old_info, self._maps, self._selector_list)
+        return ResolutionChange(frozenset({name}), affects=affects)
+
+    def on_role_map(self, configmap: RawObject | None) -> ResolutionChange:
+        """ConfigMap ack-role-account-map was added, changed (`configmap`) or deleted (None)."""
+        after = RoleMap.from_configmap(configmap, MapKind.ACCOUNT)
+        new_maps = replace(self._maps, accounts=after)
+        return self._on_maps(MapKind.ACCOUNT, new_maps, self._maps.accounts, after)
+
+    def on_team_map(self, configmap: RawObject | None) -> ResolutionChange:
+        """ConfigMap ack-role-team-map was added, changed (`configmap`) or deleted (None)."""
+        after = RoleMap.from_configmap(configmap, MapKind.TEAM)
+        return self._on_maps(
+            MapKind.TEAM, replace(self._maps, teams=after), self._maps.teams, after
+        )
+
+    def on_selector(self, obj: RawObject | None, name: str) -> ResolutionChange:
+        """An IAMRoleSelector was added, changed (`obj`) or deleted (None)."""
+        old = self._selectors.get(name)
+        new = None if obj is None else RoleSelector.of(obj)
+        if old == new:
+            return NO_CHANGE
+        before_list = self._selector_list
+        if new is None:
+            self._selectors.pop(name, None)
+        else:
+            self._selectors[name] = new
+        self._selector_list = tuple(self._selectors[n] for n in sorted(self._selectors))
+        self._report_selector(new)
+        candidates = frozenset(
+            namespace
+            for namespace, info in self._namespaces.items()
+            if any(s.matches_namespace(namespace, info.labels) for s in (old, new) if s)
+        )
+        retired = self._retired(self._maps, before_list)
+        if not self._settings.selectors:
+            return ResolutionChange(frozenset(), retired)
+        affects = self._differs(self._namespaces.get, self._maps, before_list)
+        return ResolutionChange(candidates, retired, affects)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _on_maps(
+        self, kind: MapKind, new_maps: RoleMaps, before: RoleMap | None, after: RoleMap | None
+    ) -> ResolutionChange:
+        old_maps = self._maps
+        self._maps = new_maps
+        keys = (
+            after.changed_keys(before)
+            if after is not None
+            else (before.changed_keys(None) if before is not None else frozenset())
+        )
+        self._report_map(kind, after, keys)
+        if old_maps == new_maps:
+            return NO_CHANGE
+        # Candidates by the maps alone (cheap, one resolution per namespace); `affects` then
+        # checks each resource with selectors, which may take it out of the maps' hands.
+        plain = replace(self._settings, selectors=False)
+        candidates = frozenset(
             name
             for name, info in self._namespaces.items()
-            if info.owner_account_id is not None
-            and (accounts is None or info.owner_account_id in accounts)
+            if resolve(name, info, old_maps, (), self._identity, plain)
+            != resolve(name, info, new_maps, (), self._identity, plain)
+        )
+        affects = self._differs(self._namespaces.get, old_maps, self._selector_list)
+        return ResolutionChange(
+            candidates, self._retired(old_maps, self._selector_list), affects, keys
         )
 
+    def _report_map(self, kind: MapKind, after: RoleMap | None, keys: frozenset[str]) -> None:
+        """Log each new or changed unusable entry once; keep the gauge of unusable entries."""
+        name = kind.configmap_name
+        if self._metrics is not None:
+            count = len(after.errors) if after is not None else 0
+            self._metrics.invalid_mapping_entries.labels(name).set(count)
+        if after is None:
+            return
+        where = f"ConfigMap {self._settings.system_namespace}/{name}"
+        for key in sorted(keys & after.errors.keys()):
+            error = after.errors[key]
+            log.warning(
+                '%s key "%s" = %r cannot be used: %s', where, key, error.value, error.problem
+            )
 
-def _retired_roles(
-    before: RoleMap | None, after: RoleMap | None, accounts: frozenset[str]
-) -> frozenset[str]:
-    if before is None:
-        return frozenset()
-    still_mapped = {role.arn for role in after.roles.values()} if after is not None else set()
-    return frozenset(
-        role.arn
-        for account, role in before.roles.items()
-        if account in accounts and role.arn not in still_mapped
-    )
+    def _report_selector(self, selector: RoleSelector | None) -> None:
+        if self._metrics is not None:
+            invalid = sum(1 for s in self._selector_list if s.problems)
+            self._metrics.invalid_mapping_entries.labels(SELECTOR_KIND).set(invalid)
+        if selector is not None and selector.problems:
+            log.warning(
+                'IAMRoleSelector "%s" is invalid (resources it matches get a Terminal '
+                "condition): %s",
+                selector.name,
+                "; ".join(selector.problems),
+            )
+
+    def _retired(self, old_maps: RoleMaps, old_selectors: Iterable[RoleSelector]) -> frozenset[str]:
+        before = referenced_roles(old_maps, tuple(old_selectors))
+        after = referenced_roles(self._maps, self._selector_list)
+        return frozenset(role.arn for role in before - after)
+
+    def _differs(
+        self, old_info: InfoOf, old_maps: RoleMaps, old_selectors: tuple[RoleSelector, ...]
+    ) -> Callable[[RawObject], bool]:
+        """`affects` for a change from the given old inputs to the current ones. It is called
+        right away by the dispatcher, before any later event changes the current inputs."""
+        new_info, new_maps, new_selectors = self._namespaces.get, self._maps, self._selector_list
+        default_type = self._settings.resource_type
+
+        def affects(obj: RawObject) -> bool:
+            namespace = ObjectKey.of(obj).namespace
+            facts = ResourceFacts.of(obj, default_type)
+            return self._resolve(namespace, old_info, old_maps, old_selectors, facts) != (
+                self._resolve(namespace, new_info, new_maps, new_selectors, facts)
+            )
+
+        return affects
+
+    def _resolve(
+        self,
+        namespace: str,
+        info_of: InfoOf,
+        maps: RoleMaps,
+        selectors: tuple[RoleSelector, ...],
+        facts: ResourceFacts,
+    ) -> Outcome:
+        return resolve(
+            namespace, info_of(namespace), maps, selectors, self._identity, self._settings, facts
+        )

@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from carm.accounts.clients import AwsClientPool
-from carm.accounts.credentials import AssumeRoleError, AwsCredentials
+from carm.accounts.credentials import AssumeRoleError, AwsCredentials, SessionSpec
 
 
 class StsRoleAssumer:
@@ -31,16 +31,19 @@ class StsRoleAssumer:
         self._endpoint_url = endpoint_url
         self._base_credentials = base_credentials
 
-    async def assume_role(
-        self, role_arn: str, session_name: str, duration_seconds: int, external_id: str | None
-    ) -> AwsCredentials:
+    async def assume_role(self, spec: SessionSpec) -> AwsCredentials:
+        role_arn = spec.role_arn
         request: dict[str, Any] = {
             "RoleArn": role_arn,
-            "RoleSessionName": session_name,
-            "DurationSeconds": duration_seconds,
+            "RoleSessionName": spec.session_name,
+            "DurationSeconds": spec.duration_seconds,
         }
-        if external_id is not None:
-            request["ExternalId"] = external_id
+        if spec.external_id is not None:
+            request["ExternalId"] = spec.external_id
+        if spec.source_identity is not None:
+            request["SourceIdentity"] = spec.source_identity
+        if spec.tags:
+            request["Tags"] = [{"Key": key, "Value": value} for key, value in spec.tags]
         try:
             sts = await self._sts(self._base_credentials)
             response = await sts.assume_role(**request)

@@ -100,6 +100,9 @@ CONFIG_MAPS: Final = ResourceRef("", "v1", "configmaps", namespaced=True)
 EVENTS: Final = ResourceRef("", "v1", "events", namespaced=True)
 LEASES: Final = ResourceRef("coordination.k8s.io", "v1", "leases", namespaced=True)
 BUCKETS: Final = ResourceRef("s3.services.k8s.aws", "v1alpha1", "buckets", namespaced=True)
+IAM_ROLE_SELECTORS: Final = ResourceRef(
+    "services.k8s.aws", "v1alpha1", "iamroleselectors", namespaced=False
+)
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,6 +24,29 @@ class KubeResourceWriter:
     async def patch_status(self, obj: RawObject, status: dict[str, Any]) -> RawObject:
         return await self._patch(obj, {"status": status}, "status")
 
+    async def replace_spec(self, obj: RawObject, spec: dict[str, Any]) -> RawObject:
+        meta = obj["metadata"]
+        # A JSON patch, not a merge patch: a merge would keep spec fields the new spec leaves
+        # out. The resourceVersion in it is a precondition, as in set_finalizers.
+        operations = [
+            {
+                "op": "replace",
+                "path": "/metadata/resourceVersion",
+                "value": meta["resourceVersion"],
+            },
+            {"op": "add", "path": "/spec", "value": spec},
+        ]
+        try:
+            return await self._client.json_patch(
+                self._ref, meta["name"], operations, meta.get("namespace")
+            )
+        except KubeApiError as error:
+            if error.conflict:
+                raise WriteConflict(str(error)) from error
+            if error.not_found:
+                raise ObjectGone(str(error)) from error
+            raise
+
     async def _patch(self, obj: RawObject, patch: RawObject, subresource: str | None) -> RawObject:
         meta = obj["metadata"]
         try:

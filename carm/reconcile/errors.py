@@ -5,16 +5,27 @@ Both carry a message written for the user: it ends up in the resource's conditio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from carm.reconcile.conditions import Condition
+
 
 class ReconcileError(Exception):
-    """A reconcile could not finish; `reason` is a short CamelCase word for the condition."""
+    """A reconcile could not finish; `reason` is a short CamelCase word for the condition.
+
+    `conditions` are written along with the failure ones: facts established before the failure
+    that the user should still see (e.g. ACK.IAMRoleSelected when the selected role is denied).
+    """
 
     terminal = False
 
-    def __init__(self, message: str, *, reason: str = "") -> None:
+    def __init__(
+        self, message: str, *, reason: str = "", conditions: Sequence[Condition] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or type(self).__name__.removesuffix("Error")
+        self.conditions = tuple(conditions)
 
 
 class TerminalError(ReconcileError):
@@ -30,6 +41,13 @@ class TerminalError(ReconcileError):
 class RecoverableError(ReconcileError):
     """A passing failure (throttling, a missing mapping, an unreachable endpoint): retried."""
 
-    def __init__(self, message: str, *, reason: str = "", retry_after: float | None = None) -> None:
-        super().__init__(message, reason=reason)
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        retry_after: float | None = None,
+        conditions: Sequence[Condition] = (),
+    ) -> None:
+        super().__init__(message, reason=reason, conditions=conditions)
         self.retry_after = retry_after

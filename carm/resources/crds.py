@@ -8,9 +8,10 @@ from typing import Any
 
 import yaml
 
+from carm.resources.iamroleselector_crd import IAM_ROLE_SELECTOR_CRD
 from carm.resources.s3.crd import BUCKET_CRD
 
-ALL_CRDS: tuple[dict[str, Any], ...] = (BUCKET_CRD,)
+ALL_CRDS: tuple[dict[str, Any], ...] = (BUCKET_CRD, IAM_ROLE_SELECTOR_CRD)
 
 
 def file_name(crd: dict[str, Any]) -> str:

@@ -180,7 +180,7 @@ async def test_moto_account_id_in_our_environment_does_not_reach_the_server(
         sts = StsRoleAssumer(
             pool, region=REGION, endpoint_url=moto.url, base_credentials=moto.controller_credentials
         )
-        credentials = await sts.assume_role(ROLE_B, "carm-s3-integration", 900, None)
+        credentials = await sts.assume_role(SessionSpec(ROLE_B, "carm-s3-integration", None, 900))
         # With MOTO_ACCOUNT_ID on the server, this would say 000000000000.
         assert await sts.caller_identity(credentials) == "111111111111"
         assert await sts.caller_identity(moto.controller_credentials) == "000000000000"

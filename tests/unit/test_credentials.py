@@ -38,9 +38,8 @@ class FakeAssumer:
         self.gate: anyio.Event | None = None
         self.refuse = False
 
-    async def assume_role(
-        self, role_arn: str, session_name: str, duration_seconds: int, external_id: str | None
-    ) -> AwsCredentials:
+    async def assume_role(self, spec: SessionSpec) -> AwsCredentials:
+        role_arn = spec.role_arn
         self.calls.append((self.clock.monotonic(), role_arn))
         if self.gate is not None:
             await self.gate.wait()
@@ -454,3 +453,44 @@ def test_the_session_name_names_the_pod() -> None:
     )
     assert len(default_session_name({"POD_NAME": "p" * 200})) == 64
     SessionSpec(ROLE_B, default_session_name({}))  # whatever the host, a valid name
+
+
+class LyingAssumer(FakeAssumer):
+    """STS whose assumed credentials act in another account than the role's."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.identity_calls = 0
+        self.acts_in: str | None = None
+
+    async def caller_identity(self, credentials: AwsCredentials | None) -> str:
+        self.identity_calls += 1
+        if credentials is not None and self.acts_in is not None:
+            return self.acts_in
+        return await super().caller_identity(credentials)
+
+
+async def test_credentials_are_verified_once_per_assume_role_not_per_use(
+    clock: FakeClock,
+) -> None:
+    sts = LyingAssumer(clock)
+    cache = CredentialCache(sts, clock=clock)
+    for _ in range(5):
+        await cache.get(SPEC_B)
+    assert (len(sts.calls), sts.identity_calls) == (1, 1)
+
+
+async def test_credentials_in_the_wrong_account_are_retired_and_terminal(clock: FakeClock) -> None:
+    sts = LyingAssumer(clock)
+    sts.acts_in = "999999999999"
+    cache = CredentialCache(sts, clock=clock)
+    retired: list[AwsCredentials] = []
+    cache.add_listener(retired.append)
+    with pytest.raises(AssumeRoleError) as caught:
+        await cache.get(SPEC_B)
+    assert caught.value.terminal and caught.value.code == "CredentialsAccountMismatch"
+    assert [c.access_key_id for c in retired] == ["ASIAFAKE000000000001"]
+    assert cache.cached(SPEC_B) is None
+    sts.acts_in = None  # fixed (say, the endpoint): the next attempt after the backoff works
+    await clock.advance(5.0)
+    assert (await cache.get(SPEC_B)).account_id == "111111111111"

@@ -163,3 +163,18 @@ def test_other_configmaps_in_the_system_namespace_are_ignored() -> None:
     other["metadata"]["name"] = "something-else"
     dispatcher.handle(watch(Kind.CONFIG_MAP, EventType.ADDED, other))
     assert queue.added == [] and retired == []
+
+
+def test_an_added_finalizer_queues_nothing_but_a_removed_one_does() -> None:
+    """carm's own finalizer write comes back through the watch: reconciling that echo cost a
+    second reconcile (an AWS read) per new Bucket. A removed finalizer may be carm's own."""
+    dispatcher, queue, _ = build()
+    populate(dispatcher)
+    queue.added.clear()
+    finalizers = ["finalizers.s3.services.k8s.aws/Bucket"]
+    with_finalizer = bucket("a", "x", "12")
+    with_finalizer["metadata"]["finalizers"] = finalizers
+    dispatcher.handle(watch(Kind.BUCKET, EventType.MODIFIED, with_finalizer))
+    assert queue.added == []
+    dispatcher.handle(watch(Kind.BUCKET, EventType.MODIFIED, bucket("a", "x", "13")))
+    assert [key for key, _ in queue.added] == [ObjectKey("a", "x")]

@@ -9,7 +9,7 @@ from typing import Any
 
 from carm.clock import FakeClock
 from carm.events import ObjectKey, RawObject
-from carm.reconcile.conditions import ConditionType, condition_status
+from carm.reconcile.conditions import Condition, ConditionType, condition_status
 from carm.reconcile.errors import RecoverableError, TerminalError
 from carm.reconcile.interfaces import AwsTarget
 from carm.reconcile.loop import Reconciler
@@ -25,6 +25,7 @@ class Target:
     partition: str = "aws"
     role_arn: str | None = "arn:aws:iam::111111111111:role/s3FullAccess"
     deletion_policy: str = "delete"
+    conditions: tuple[Condition, ...] = ()
 
     async def client(self, service: str) -> Any:
         raise AssertionError("the fake manager makes no AWS calls")

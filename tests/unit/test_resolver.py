@@ -1,4 +1,5 @@
-"""The CARM rules: which account and role each namespace gets, and clear errors otherwise."""
+"""The CARM rules for the owner-account annotation and ack-role-account-map, and the
+resolver's change tracking (team maps, service keys and selectors: test_carm_sources.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,18 @@ from typing import Any
 
 import pytest
 
-from carm.accounts.resolver import (
-    AccountResolver,
+from carm.accounts.resolver import AccountResolver
+from carm.accounts.rolemap import RoleEntry, RoleMap
+from carm.accounts.rules import (
     ControllerIdentity,
     NamespaceInfo,
     Resolution,
     ResolutionError,
     ResolutionReason,
     ResolverSettings,
-    resolve_namespace,
+    RoleMaps,
 )
-from carm.accounts.rolemap import RoleMap
+from carm.accounts.rules import resolve as resolve_rules
 
 OWN = ControllerIdentity("000000000000")
 SETTINGS = ResolverSettings(system_namespace="ack-system")
@@ -48,7 +50,7 @@ def namespace(name: str, account: str | None = None, region: str | None = None) 
 def resolve(
     info: NamespaceInfo | None, role_map: RoleMap | None = ROLE_MAP, name: str = "production"
 ) -> Resolution | ResolutionError:
-    return resolve_namespace(name, info, role_map, OWN, SETTINGS)
+    return resolve_rules(name, info, RoleMaps(role_map), (), OWN, SETTINGS)
 
 
 def error_of(result: Resolution | ResolutionError) -> ResolutionError:
@@ -71,6 +73,9 @@ def test_an_annotated_namespace_assumes_the_mapped_role() -> None:
         "aws",
         'namespace "production" is annotated with owner account 111111111111: '
         f"assume role {ROLE_B}",
+        role=RoleEntry.parse(ROLE_B),
+        account_source="namespace annotation services.k8s.aws/owner-account-id",
+        role_source='ConfigMap ack-system/ack-role-account-map key "111111111111"',
     )
 
 
@@ -107,7 +112,9 @@ def test_a_missing_configmap_is_recoverable_and_names_it() -> None:
     error = error_of(resolve(annotated("111111111111"), role_map=None))
     assert not error.terminal
     assert error.reason is ResolutionReason.ROLE_MAP_MISSING
-    assert error.message.startswith("ConfigMap ack-system/ack-role-account-map not found; ")
+    assert error.message.startswith(
+        "IAM Role is not available: ConfigMap ack-system/ack-role-account-map not found; "
+    )
     assert '"production"' in error.message
     assert "111111111111" in error.message
 
@@ -128,7 +135,7 @@ def test_an_invalid_role_arn_is_terminal_and_quotes_the_value() -> None:
     error = error_of(resolve(annotated("333333333333")))
     assert error.terminal
     assert error.reason is ResolutionReason.INVALID_ROLE_ARN
-    assert "maps it to 's3FullAccess', which is not a valid IAM role ARN" in error.message
+    assert "maps it to 's3FullAccess': not a valid IAM role ARN" in error.message
 
 
 def test_a_role_in_another_account_is_terminal() -> None:
@@ -137,9 +144,9 @@ def test_a_role_in_another_account_is_terminal() -> None:
     assert error.reason is ResolutionReason.ROLE_ACCOUNT_MISMATCH
     assert error.message == (
         'namespace "production" is annotated with owner account 222222222222, but ConfigMap '
-        "ack-system/ack-role-account-map maps it to role arn:aws:iam::999999999999:role/"
-        "elsewhere, which belongs to account 999999999999: the role must be in the annotated "
-        "account"
+        'ack-system/ack-role-account-map key "222222222222" maps it to role '
+        "arn:aws:iam::999999999999:role/elsewhere, which belongs to account 999999999999: the "
+        "role must be in the annotated account"
     )
 
 
@@ -153,7 +160,7 @@ def test_an_unknown_namespace_is_an_error_not_the_own_account() -> None:
 def test_with_carm_disabled_everything_is_the_own_account() -> None:
     settings = ResolverSettings(carm_enabled=False)
     for info in (annotated("111111111111"), annotated("garbage"), None):
-        result = resolve_namespace("production", info, None, OWN, settings)
+        result = resolve_rules("production", info, RoleMaps(), (), OWN, settings)
         assert isinstance(result, Resolution)
         assert (result.account_id, result.role_arn) == ("000000000000", None)
 
@@ -180,27 +187,29 @@ def test_namespace_events_change_the_resolution() -> None:
     resolver.on_role_map(configmap({"111111111111": ROLE_B}))
     assert error_of(resolver.resolve("production")).reason is ResolutionReason.NAMESPACE_UNKNOWN
 
-    assert resolver.on_namespace(namespace("production"), "production") == {"production"}
+    assert resolver.on_namespace(namespace("production"), "production").namespaces == {"production"}
     assert resolver.resolve("production") == resolve(annotated(None), resolver.role_map)
 
-    assert resolver.on_namespace(namespace("production", "111111111111"), "production") == {
-        "production"
-    }
+    change = resolver.on_namespace(namespace("production", "111111111111"), "production")
+    assert change.namespaces == {"production"}
     result = resolver.resolve("production")
     assert isinstance(result, Resolution)
     assert result.role_arn == ROLE_B
 
-    assert resolver.on_namespace(None, "production") == {"production"}
+    assert resolver.on_namespace(None, "production").namespaces == {"production"}
     assert error_of(resolver.resolve("production")).reason is ResolutionReason.NAMESPACE_UNKNOWN
 
 
-def test_a_namespace_change_that_keeps_its_annotations_affects_nothing() -> None:
+def test_a_namespace_change_that_keeps_its_annotations_affects_no_resource() -> None:
     resolver = AccountResolver(OWN, SETTINGS)
     resolver.on_namespace(namespace("production", "111111111111"), "production")
     relabelled = namespace("production", "111111111111")
     relabelled["metadata"]["labels"] = {"team": "a"}
-    assert resolver.on_namespace(relabelled, "production") == frozenset()
-    assert resolver.on_namespace(None, "never-seen") == frozenset()
+    change = resolver.on_namespace(relabelled, "production")
+    # No selector looks at labels: no resource of the namespace resolves differently.
+    assert change.affects is not None
+    assert not change.affects({"metadata": {"namespace": "production", "name": "b"}})
+    assert not resolver.on_namespace(None, "never-seen")
 
 
 def test_a_default_region_change_affects_the_namespace() -> None:
@@ -209,7 +218,8 @@ def test_a_default_region_change_affects_the_namespace() -> None:
     changed = resolver.on_namespace(
         namespace("production", "111111111111", region="eu-west-1"), "production"
     )
-    assert changed == {"production"}
+    assert changed.namespaces == {"production"}
+    assert changed.affects is None  # every resource's placement changes
     info = resolver.namespace("production")
     assert info is not None
     assert info.default_region == "eu-west-1"
@@ -228,7 +238,7 @@ def make_resolver() -> AccountResolver:
 def test_the_configmap_appearing_affects_every_annotated_namespace() -> None:
     resolver = make_resolver()
     change = resolver.on_role_map(configmap({"111111111111": ROLE_B}))
-    assert change.accounts == {"111111111111"}
+    assert change.keys == {"111111111111"}
     # prod-c and prod-d go from "ConfigMap not found" to "IAM Role is not available".
     assert change.namespaces == {"prod-b", "prod-c", "prod-d"}
     assert change.retired_role_arns == frozenset()
@@ -242,7 +252,7 @@ def test_a_changed_entry_affects_only_its_accounts_namespaces_and_retires_the_ol
     change = resolver.on_role_map(
         configmap({"111111111111": ROLE_B, "222222222222": "arn:aws:iam::222222222222:role/b"})
     )
-    assert change.accounts == {"222222222222"}
+    assert change.keys == {"222222222222"}
     assert change.namespaces == {"prod-c"}
     assert change.retired_role_arns == {"arn:aws:iam::222222222222:role/a"}
     result = resolver.resolve("prod-c")
@@ -254,7 +264,8 @@ def test_an_unchanged_configmap_affects_nothing() -> None:
     resolver = make_resolver()
     resolver.on_role_map(configmap({"111111111111": ROLE_B}))
     change = resolver.on_role_map(configmap({"111111111111": ROLE_B}))
-    assert (change.accounts, change.namespaces, change.retired_role_arns) == (
+    assert not change
+    assert (change.keys, change.namespaces, change.retired_role_arns) == (
         frozenset(),
         frozenset(),
         frozenset(),
@@ -265,14 +276,8 @@ def test_the_configmap_vanishing_retires_every_role() -> None:
     resolver = make_resolver()
     resolver.on_role_map(configmap({"111111111111": ROLE_B}))
     change = resolver.on_role_map(None)
-    assert change.accounts == {"111111111111"}
+    assert change.keys == {"111111111111"}
     assert change.namespaces == {"prod-b", "prod-c", "prod-d"}
     assert change.retired_role_arns == {ROLE_B}
     assert error_of(resolver.resolve("prod-b")).reason is ResolutionReason.ROLE_MAP_MISSING
     assert isinstance(resolver.resolve("plain"), Resolution)
-
-
-def test_namespaces_of_accounts() -> None:
-    resolver = make_resolver()
-    assert resolver.namespaces_of(["111111111111", "444444444444"]) == {"prod-b", "prod-d"}
-    assert resolver.namespaces_of([]) == frozenset()

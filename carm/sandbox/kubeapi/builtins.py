@@ -197,6 +197,62 @@ CUSTOM_RESOURCE_DEFINITION = ResourceType(
     extra={"merge_keys": _META_MERGE_KEYS, "generation": True},
 )
 
+# -- What `kubectl apply -k deploy/` installs besides the above: stored and served, never acted
+# on (no authorization, no pods). Their schemas name the fields of the Go types one level deep.
+
+_POLICY_RULE = _object(
+    apiGroups=_STRING_LIST,
+    resources=_STRING_LIST,
+    verbs=_STRING_LIST,
+    resourceNames=_STRING_LIST,
+    nonResourceURLs=_STRING_LIST,
+)
+_RULES: dict[str, Any] = {"type": "array", "items": _POLICY_RULE}
+_SUBJECTS: dict[str, Any] = {
+    "type": "array",
+    "items": _object(kind=_STRING, apiGroup=_STRING, name=_STRING, namespace=_STRING),
+}
+_ROLE_REF = _object(apiGroup=_STRING, kind=_STRING, name=_STRING)
+
+
+def _rbac(kind: str, plural: str, namespaced: bool, **properties: dict[str, Any]) -> ResourceType:
+    return ResourceType(
+        group="rbac.authorization.k8s.io",
+        version="v1",
+        kind=kind,
+        plural=plural,
+        singular=kind.lower(),
+        namespaced=namespaced,
+        strategic_merge=True,
+        schema=_kind_schema(**properties),
+        extra={"merge_keys": _META_MERGE_KEYS},
+    )
+
+
+CLUSTER_ROLE = _rbac(
+    "ClusterRole", "clusterroles", False, rules=_RULES, aggregationRule=_ANY_OBJECT
+)
+CLUSTER_ROLE_BINDING = _rbac(
+    "ClusterRoleBinding", "clusterrolebindings", False, subjects=_SUBJECTS, roleRef=_ROLE_REF
+)
+ROLE = _rbac("Role", "roles", True, rules=_RULES)
+ROLE_BINDING = _rbac("RoleBinding", "rolebindings", True, subjects=_SUBJECTS, roleRef=_ROLE_REF)
+
+DEPLOYMENT = ResourceType(
+    group="apps",
+    version="v1",
+    kind="Deployment",
+    plural="deployments",
+    singular="deployment",
+    namespaced=True,
+    short_names=("deploy",),
+    categories=("all",),
+    has_status=True,
+    strategic_merge=True,
+    schema=_kind_schema(spec=_ANY_OBJECT, status=_ANY_OBJECT),
+    extra={"merge_keys": _META_MERGE_KEYS, "generation": True},
+)
+
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     NAMESPACE,
     CONFIG_MAP,
@@ -205,6 +261,11 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     SERVICE_ACCOUNT,
     LEASE,
     CUSTOM_RESOURCE_DEFINITION,
+    CLUSTER_ROLE,
+    CLUSTER_ROLE_BINDING,
+    ROLE,
+    ROLE_BINDING,
+    DEPLOYMENT,
 )
 
 # Namespaces every cluster starts with.
