@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -11,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench import _systems
+from bench import _spy, _systems
 from bench._report import RESULTS_DIR
 from bench._systems import SYSTEMS, System
 
@@ -34,6 +35,12 @@ def parser(workload: str, description: str) -> argparse.ArgumentParser:
         metavar="DIR",
         help="run every system under test with cProfile, one .prof file per start in DIR",
     )
+    result.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="sample each system with py-spy during the measured windows; summaries in DIR",
+    )
     return result
 
 
@@ -41,6 +48,8 @@ def parse(result: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
     args = result.parse_args(argv)
     if args.profile is not None:
         _systems.PROFILE_DIR = args.profile.resolve()
+    if args.py_spy is not None:
+        _spy.SPY_DIR = args.py_spy.resolve()
     return args
 
 
@@ -66,7 +75,8 @@ def for_each_system(
             workdir.mkdir()
             started = time.perf_counter()
             print(f"[{workload}] {system.name}: {system.description} ...", flush=True)
-            results[system.name] = asyncio.run(measure(system, workdir))
+            load = os.getloadavg()[0]
+            results[system.name] = asyncio.run(measure(system, workdir)) | {"load_1m": load}
             print(f"[{workload}] {system.name}: done in {time.perf_counter() - started:.1f} s")
     finally:
         if args.keep:

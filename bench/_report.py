@@ -35,6 +35,10 @@ class Row:
     digits: int = 1
 
 
+LOAD = Row("load_1m", "machine load (1-min average) at its start", "", 1)
+"""Printed under every table: these machines are shared, and a busy one slows everything."""
+
+
 @dataclass
 class Target:
     text: str
@@ -77,17 +81,19 @@ class Table:
     def render(self) -> str:
         systems = list(self.results)
         ratios = self.ratio_columns()
-        width = max(len(r.label) + len(r.unit) + 3 for r in self.rows)
+        rows = self.rows + ([LOAD] if any("load_1m" in r for r in self.results.values()) else [])
+        width = max(len(r.label) + len(r.unit) + 3 for r in rows)
         head = f"{'':<{width}}" + "".join(f"{s:>12}" for s in systems)
         head += "".join(f"{name:>14}" for name, _, _ in ratios)
         lines = [f"== {self.title}", head, "-" * len(head)]
-        for row in self.rows:
+        for row in rows:
             label = f"{row.label} ({row.unit})" if row.unit else row.label
             line = f"{label:<{width}}"
             for system in systems:
                 line += f"{_format(self.results[system].get(row.key), row.digits):>12}"
-            for _, top, bottom in ratios:
-                line += f"{_format_ratio(self.ratio(row.key, top, bottom)):>14}"
+            if row is not LOAD:
+                for _, top, bottom in ratios:
+                    line += f"{_format_ratio(self.ratio(row.key, top, bottom)):>14}"
             lines.append(line)
         lines += [target.line() for target in self.targets]
         lines += [f"  note: {note}" for note in self.notes]

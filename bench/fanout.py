@@ -39,6 +39,7 @@ from bench._population import (
     tracking,
 )
 from bench._report import Row, Table, Target, percentile, write_json
+from bench._spy import sampled
 from bench._systems import CANARY_BUCKET, Running, System, run_system
 from bench._testbed import WRITE_VERBS, TestBed, buckets_path, test_bed
 
@@ -86,11 +87,12 @@ async def fan_out(
     seen = len(running.reconciles())
     await bed.start_recording()
     created: dict[tuple[str, str], float] = {}
-    async with tracking(bed) as tracker:
+    async with tracking(bed) as tracker, sampled(running.pid, f"fanout-{running.system.name}"):
         started = time.perf_counter()
         await create_buckets(bed, population.buckets, created, plan.in_flight)
         complete = await tracker.wait_for(keys, plan.timeout)
-    trailing = await running.quiesce(bed, plan.settle, plan.timeout)
+        trailing = await running.quiesce(bed, plan.settle, plan.timeout)
+    rss_after = running.rss_mib()
     calls = await bed.stop_recording()
     cpu = running.cpu_seconds() - cpu_before
     counts = await bed.kube.request_counts()
@@ -126,6 +128,7 @@ async def fan_out(
         "kube_reads": reads,
         "cpu_seconds": cpu,
         "peak_rss_mib": running.peak_rss_mib(),
+        "rss_after_mib": rss_after,
         "latencies_ms": [round(v, 1) for v in latencies],
     }
 

@@ -37,8 +37,8 @@ from carm.kube.lease import LEASE_NAME, LeaderElector, LeaseTimings, default_ide
 from carm.observability.health import (
     HealthChecks,
     Syncable,
+    WatchConnection,
     WatchesConnected,
-    WatchStream,
     caches_synced,
     known,
 )
@@ -62,7 +62,7 @@ class ServedAddresses(Protocol):
     healthz_addr: str | None
 
 
-class Watched(WatchStream, Protocol):
+class Watched(WatchConnection, Protocol):
     """A reflector, as readiness sees it."""
 
     @property

@@ -44,7 +44,9 @@ def closure(requirements: list[Requirement]) -> dict[str, str]:
             try:
                 dist = distribution(requirement.name)
             except PackageNotFoundError:
-                raise SystemExit(f"{requirement.name} is not installed: install carm first")
+                raise SystemExit(
+                    f"{requirement.name} is not installed: install carm first"
+                ) from None
             if not requirement.specifier.contains(dist.version, prereleases=True):
                 raise SystemExit(f"installed {name} {dist.version} does not satisfy {requirement}")
             pinned[name] = dist.version
@@ -62,7 +64,9 @@ def main(argv: list[str]) -> int:
     text = render()
     if "--check" in argv:
         if OUTPUT.read_text() != text:
-            print("constraints.txt is out of date: run scripts/lock_constraints.py", file=sys.stderr)
+            print(
+                "constraints.txt is out of date: run scripts/lock_constraints.py", file=sys.stderr
+            )
             return 1
         return 0
     OUTPUT.write_text(text)

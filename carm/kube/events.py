@@ -22,6 +22,7 @@ not part of any error message, and `AwsCredentials` masks itself in reprs).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections import OrderedDict, deque
@@ -110,6 +111,7 @@ class EventRecorder:
         self._written: OrderedDict[tuple[str, ...], _Written] = OrderedDict()
         self._buckets: OrderedDict[ObjectKey, _Bucket] = OrderedDict()
         self._wake: anyio.Event | None = None
+        self._names = itertools.count()
         self.dropped = 0
         """Events not written: over an object's rate limit, or the buffer was full."""
         self.written = 0
@@ -120,7 +122,7 @@ class EventRecorder:
     def record(self, obj: RawObject, type_: str, reason: str, message: str) -> None:
         """Queue an Event on `obj` (`type_` "Normal" or "Warning"); never blocks or raises."""
         meta = obj.get("metadata") or {}
-        if not self._take_token(ObjectKey.of(obj)) or len(self._buffer) >= self._buffer_size:
+        if len(self._buffer) >= self._buffer_size or not self._take_token(ObjectKey.of(obj)):
             self.dropped += 1
             log.debug("event dropped (rate limit or full buffer): %s %s", reason, message)
             return
@@ -206,7 +208,7 @@ class EventRecorder:
     def _new_name(self, event: _Pending) -> str:
         # client-go: "<name>.<unix nanos in hex>"; the counter keeps names unique within one
         # nanosecond of fake or coarse clocks.
-        nanos = math.floor(event.at * 1e9) + self.written
+        nanos = math.floor(event.at * 1e9) + next(self._names)
         return f"{event.involved.get('name')}.{nanos:016x}"
 
     def _body(self, event: _Pending, name: str, now: str) -> RawObject:

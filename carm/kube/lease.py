@@ -225,10 +225,16 @@ class LeaderElector:
         finally:
             self._set_leading(False)
         if not finished:
+            holder = self.observed_holder
+            why = (
+                f"{holder} holds it now"
+                if holder not in ("", self.identity)
+                else f"no renewal succeeded within {self.timings.renew_deadline:g}s"
+            )
             log.warning(
-                "lost the lease: no renewal succeeded within the renew deadline; reconciles "
-                "stopped, campaigning again",
-                extra={"carm": self._context(renew_deadline=self.timings.renew_deadline)},
+                "lost the lease (%s): reconciles stopped, campaigning again",
+                why,
+                extra={"carm": self._context()},
             )
         return finished
 

@@ -105,7 +105,7 @@ def caches_synced(caches: dict[str, Syncable]) -> Check:
     return check
 
 
-class WatchStream(Protocol):
+class WatchConnection(Protocol):
     @property
     def connected(self) -> bool: ...
 
@@ -120,7 +120,7 @@ class WatchesConnected:
     """
 
     def __init__(
-        self, streams: Iterable[tuple[str, WatchStream]], clock: Clock, grace: float = 5.0
+        self, streams: Iterable[tuple[str, WatchConnection]], clock: Clock, grace: float = 5.0
     ) -> None:
         self._streams = list(streams)
         self._clock = clock

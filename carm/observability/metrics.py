@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 
 from carm.observability.collectors import (
+    UNRESOLVED_ACCOUNT,
     AccountOf,
     ObjectsSource,
     QueueStats,
@@ -180,15 +181,25 @@ class Metrics:
             self.reconcile_errors.labels(controller).inc()
         self.reconcile_time.labels(controller).observe(seconds)
         label = account_label(account)
-        self._accounts.add(label)
+        self._see_account(label)
         self.account_reconciles.labels(label, kind, result).inc()
 
     def record_dequeue(self, name: str, account: str, waited: float) -> None:
         """A worker took a key that had waited `waited` seconds (the queue's on_dequeue)."""
         label = account_label(account)
-        self._accounts.add(label)
+        self._see_account(label)
         self.workqueue_queue_duration.labels(name).observe(waited)
         self.account_queue_duration.labels(name, label).observe(waited)
+
+    def _see_account(self, label: str) -> None:
+        if label in self._accounts:
+            return
+        self._accounts.add(label)
+        if label != UNRESOLVED_ACCOUNT:
+            # Series that exist from the account's first reconcile on, at 0: `rate()` and
+            # dashboards see "no cache hits yet" instead of nothing.
+            self.credential_cache_hits.labels(label)
+            self.credential_cache_misses.labels(label)
 
     def watch_work_queue(self, name: str, queue: QueueStats) -> None:
         """Report `queue`'s depth, adds and retries (and per account) at every scrape."""

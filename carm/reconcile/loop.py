@@ -6,7 +6,8 @@ One reconcile of one object, in order:
 3. when it is being deleted: delete in AWS, then remove carm's finalizer;
 4. otherwise: add the finalizer *before* anything exists in AWS, so nothing can leak; then let
    the resource manager make AWS match the spec;
-5. write status (ackResourceMetadata and conditions), skipping writes that change nothing.
+5. write the spec if the manager hands one back (`adopt` rewrites it from AWS), then status
+   (ackResourceMetadata and conditions), skipping writes that change nothing.
 Failures requeue the key with per-key backoff; success schedules the periodic resync.
 """
 

@@ -20,7 +20,7 @@ A synced resource therefore costs one `locate` plus one read per managed sub-con
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from typing import Any
 
 from carm.events import RawObject
@@ -55,7 +55,8 @@ class KindManager:
             )
         desired = self.kind.desired(obj, identity, aws)
         if policy.read_only:
-            return await self._observe(obj, policy, identity, desired, recorded, aws)
+            managed = _managed_before(obj)
+            return await self._observe(policy, identity, desired, recorded, managed, aws)
         if not recorded and policy.adoption is Adoption.ADOPT:
             return await self._adopt(identity, aws)
         located = None if not recorded else await self.kind.locate(identity, desired, aws)
@@ -77,21 +78,27 @@ class KindManager:
             identity = self.kind.identify(obj, policy.adoption_fields)
         except TerminalError:
             return  # a spec that never named a resource created nothing
-        if not _recorded_arn(obj) and not await self.kind.owned(identity, aws):
-            # Never recorded as ours (it failed before creation, or the name belongs to another
-            # account): deleting by name could destroy someone else's resource.
+        if not _recorded_arn(obj) and not await self._may_delete_unrecorded(policy, identity, aws):
             return
         await self.kind.delete(identity, aws)
+
+    async def _may_delete_unrecorded(
+        self, policy: ResourcePolicy, identity: Identity, aws: AwsTarget
+    ) -> bool:
+        """Never recorded as ours: it failed before creation, the name belongs to another
+        account, or an `adopt` never completed. Deleting by name could destroy a resource carm
+        never managed; only one that its account owns and carm may have created goes."""
+        return policy.adoption is not Adoption.ADOPT and await self.kind.owned(identity, aws)
 
     # -- the paths --
 
     async def _observe(
         self,
-        obj: RawObject,
         policy: ResourcePolicy,
         identity: Identity,
         desired: Desired,
         recorded: str | None,
+        managed: Collection[str],
         aws: AwsTarget,
     ) -> SyncOutcome:
         kind = self.kind.descriptor.kind
@@ -109,7 +116,9 @@ class KindManager:
                 return await self._adopted(identity, located, aws)
         observed = await self.kind.read(identity, list(desired.fields), aws)
         differing = self.kind.differences(desired, observed)
-        outcome = self._outcome(identity, located, desired, aws, managed=desired.fields)
+        # Observing is not managing: what carm applied before (if anything) stays recorded, so
+        # that dropping read-only later removes only what carm itself had applied.
+        outcome = self._outcome(identity, located, desired, aws, managed=managed)
         if not differing:
             return outcome
         fields = ", ".join(f"spec.{name}" for name in differing)
@@ -204,8 +213,3 @@ def _recorded_arn(obj: RawObject) -> str | None:
 def _managed_before(obj: RawObject) -> set[str]:
     managed: Any = (obj.get("status") or {}).get(MANAGED) or []
     return {str(name) for name in managed} if isinstance(managed, list) else set()
-
-
-def advisory_fields(spec: Mapping[str, Any], unmanaged: Collection[str]) -> tuple[str, ...]:
-    """The unmanaged fields that `spec` sets (what the Advisory condition lists)."""
-    return tuple(name for name in unmanaged if spec.get(name))

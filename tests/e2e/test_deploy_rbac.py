@@ -17,6 +17,7 @@ the statuses or the metrics.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import urllib.request
 from dataclasses import dataclass, field
@@ -69,7 +70,8 @@ ACCOUNT_METRICS = (
 )
 
 # A namespace whose annotation is not an account id: a Terminal condition, retried with
-# backoff, so its Warning event repeats (and is aggregated with a patch).
+# backoff, so its Warning event repeats (and is aggregated with a patch). And a bucket name S3
+# refuses (HTTP 400), for ACK's error counter.
 BROKEN = """apiVersion: v1
 kind: Namespace
 metadata:
@@ -84,6 +86,14 @@ metadata:
   namespace: broken
 spec:
   name: misplaced-bucket
+---
+apiVersion: s3.services.k8s.aws/v1alpha1
+kind: Bucket
+metadata:
+  name: refused
+  namespace: production
+spec:
+  name: b1
 """
 
 
@@ -95,6 +105,7 @@ class Run:
     authorizer: Authorizer | None = None
     synced_bucket: dict[str, Any] = field(default_factory=dict)
     statuses: str = ""
+    described: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
     metrics: str = ""
     readyz: dict[str, Any] = field(default_factory=dict)
@@ -194,6 +205,7 @@ def walkthrough(sandbox: Sandbox, carm: CarmRun, record: Run) -> None:
     with contextlib.suppress(AssertionError):
         wait_until(repeated_warning, 30, "the terminal error's event to repeat")
     record.statuses = sandbox.kubectl("get", "buckets", "-A", "-o", "json")
+    record.described = sandbox.kubectl("describe", "bucket", "my-bucket", "-n", "production")
     sandbox.kubectl("delete", "bucket", "my-bucket", "-n", "production", "--timeout=60s")
     record.events = orjson.loads(sandbox.kubectl("get", "events", "-A", "-o", "json"))["items"]
 
@@ -243,10 +255,17 @@ def test_metrics_after_the_walkthrough_name_every_metric_with_the_account(run: R
         assert any(
             line.startswith(name + "{") and f'account="{ACCOUNT}"' in line for line in lines
         ), f"{name} has no sample with account={ACCOUNT}"
+    refused = 'op_id="CreateBucket",service="s3",status_code="400"'
+    assert any(
+        line.startswith("ack_outbound_api_requests_error_total{") and refused in line
+        for line in lines
+    ), "a real HTTP status code"
     synced = 'condition="ACK.ResourceSynced",kind="Bucket",status="True"'
     assert any(synced in line and f'account="{ACCOUNT}"' in line for line in lines)
     # Bounded labels: no object or bucket name in any series.
-    assert not [line for line in lines if "my-bucket" in line or "misplaced" in line]
+    assert not [
+        line for line in lines if any(n in line for n in ("my-bucket", "misplaced", "refused"))
+    ]
     assert run.readyz["status"] == "ok" and set(run.readyz["checks"]) == {
         "caches",
         "aws-identity",
@@ -267,6 +286,9 @@ def test_events_describe_create_delete_and_terminal_errors(run: Run) -> None:
     assert mine["Deleted"]["type"] == "Normal"
     assert mine["Created"]["involvedObject"]["kind"] == "Bucket"
     assert mine["Created"]["source"]["component"] == "ack-s3-controller"
+    # What `kubectl describe bucket` users see.
+    events_section = run.described.split("Events:", 1)[1]
+    assert re.search(r"Normal\s+Created\s+.*ack-s3-controller\s+Bucket created", events_section)
     warning = [e for e in events("broken", "misplaced").values() if e["type"] == "Warning"]
     assert warning and warning[0]["count"] >= 2, "a repeated error is one event with a count"
     assert "not-an-account" in warning[0]["message"]

@@ -3,10 +3,12 @@ tags, errors, adoption, read-only and deletion."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from botocore.exceptions import ClientError
 
@@ -170,16 +172,39 @@ FULL_SPEC: dict[str, Any] = {
 }
 
 
-async def steady_cost(harness: BucketHarness, name: str, resyncs: int = 3) -> tuple[float, float]:
-    """(S3 calls per reconcile, Put calls in total) over `resyncs` reconciles of a synced
-    bucket."""
+async def steady_cost(
+    harness: BucketHarness, name: str, reconciles: int = 3
+) -> tuple[float, float]:
+    """(S3 calls per reconcile, Put calls in total) over `reconciles` reconciles of a synced
+    bucket. With the periodic resync out of the way, each reconcile is triggered by touching
+    an annotation (the same reconcile a resync runs) and counted once the controller is idle,
+    so every call in the window belongs to exactly these reconciles."""
     await harness.synced(name)
-    await harness.eventually(lambda: _at_least(harness.reconciles_of(name), 2), True)
+    await idle(harness)
     before, puts = harness.s3_calls(), harness.s3_calls(*PUTS)
-    start = harness.reconciles_of(name)
-    await harness.eventually(lambda: _at_least(harness.reconciles_of(name), start + resyncs), True)
-    done = harness.reconciles_of(name) - start
-    return (harness.s3_calls() - before) / done, harness.s3_calls(*PUTS) - puts
+    for touch in range(reconciles):
+        wanted = harness.reconciles_of(name) + 1
+        annotations = {"metadata": {"annotations": {"test/touch": str(touch)}}}
+        await harness.kube.merge_patch(BUCKETS, name, annotations, NAMESPACE)
+        await harness.eventually(functools.partial(_reconciled, harness, name, wanted), True)
+        await idle(harness)
+    return (harness.s3_calls() - before) / reconciles, harness.s3_calls(*PUTS) - puts
+
+
+async def _reconciled(harness: BucketHarness, name: str, times: int) -> bool:
+    return harness.reconciles_of(name) >= times
+
+
+async def idle(harness: BucketHarness) -> None:
+    """Nothing queued or running, twice in a row (events on their way have landed)."""
+    queue = harness.controller.queue
+
+    async def quiet() -> bool:
+        await anyio.sleep(0.05)
+        return queue.depth == 0 and queue.in_flight == 0
+
+    for _ in range(2):
+        await harness.eventually(quiet, True)
 
 
 PUTS = tuple(
@@ -207,14 +232,14 @@ async def _at_least(value: int, wanted: int) -> bool:
 async def test_a_synced_bucket_costs_one_call_plus_one_per_managed_configuration(
     parts: Parts,
 ) -> None:
-    async with bucket_controller(parts, resync_seconds=0.3) as harness:
+    async with bucket_controller(parts) as harness:
         await harness.create("steady", {"name": "steady", **FULL_SPEC})
         first = await harness.synced("steady")
         # The controller counts all its calls: one bucket at a time.
         calls, puts = await steady_cost(harness, "steady")
         assert calls == 1 + len(FULL_SPEC)  # HeadBucket + one Get each
         assert puts == 0  # nothing differs, nothing is written (the policy included)
-        # Resyncs that change nothing keep the conditions' transition times.
+        # Reconciles that change nothing keep the conditions' transition times.
         assert await harness.synced("steady") == first
         await harness.kube.delete(BUCKETS, "steady", NAMESPACE)
         await harness.eventually(lambda: _gone(harness, "steady"), True)
@@ -225,7 +250,7 @@ async def test_a_synced_bucket_costs_one_call_plus_one_per_managed_configuration
 
 
 async def test_without_resource_tags_a_bare_bucket_costs_one_call(parts: Parts) -> None:
-    async with bucket_controller(parts, resync_seconds=0.3, resource_tags=()) as harness:
+    async with bucket_controller(parts, resource_tags=()) as harness:
         await harness.create("bare", {"name": "bare"})
         assert await steady_cost(harness, "bare") == (1, 0)
 
@@ -433,3 +458,28 @@ async def test_fields_carm_does_not_manage_are_reported_as_advisory(parts: Parts
 async def _has_advisory(harness: BucketHarness, name: str) -> bool:
     conditions = (await harness.get(name)).get("status", {}).get("conditions", [])
     return any(c["type"] == "ACK.Advisory" for c in conditions)
+
+
+async def test_a_bucket_deleted_outside_carm_is_recreated_with_its_spec_at_resync(
+    parts: Parts,
+) -> None:
+    async with bucket_controller(parts, resync_seconds=0.3) as harness:
+        s3 = await harness.s3()
+        spec = {"name": "phoenix", "versioning": {"status": "Enabled"}}
+        await harness.create("phoenix", spec)
+        await harness.synced("phoenix")
+        creates = harness.s3_calls("CreateBucket")
+        await s3.delete_bucket(Bucket="phoenix")
+        await harness.eventually(
+            lambda: _more_than(harness.s3_calls("CreateBucket"), creates), True
+        )
+        await harness.eventually(lambda: _versioning(s3, "phoenix"), "Enabled")
+
+
+async def _more_than(now: float, before: float) -> bool:
+    return now > before
+
+
+async def _versioning(s3: Any, bucket: str) -> str | None:
+    status = (await s3.get_bucket_versioning(Bucket=bucket)).get("Status")
+    return str(status) if status else None

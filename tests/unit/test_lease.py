@@ -259,7 +259,7 @@ async def test_a_leader_back_from_an_outage_leads_again_in_a_new_term() -> None:
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(seed=st.integers(0, 2**32 - 1))
 def test_never_two_leaders_with_a_slow_flaky_api_and_crashes(seed: int) -> None:

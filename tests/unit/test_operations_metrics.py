@@ -40,6 +40,9 @@ def test_reconcile_results_in_controller_runtimes_words_and_per_account() -> Non
         value(metrics, "controller_runtime_reconcile_time_seconds_count", controller="bucket") == 4
     )
     assert value(metrics, "carm_reconcile_total", account=A, kind="Bucket", result="error") == 1
+    # An account's credential series exist from its first reconcile on, at 0.
+    assert value(metrics, "carm_credential_cache_hits_total", account=B) == 0
+    assert value(metrics, "carm_credential_cache_hits_total", account="unresolved") is None
     assert value(metrics, "carm_reconcile_total", account=B, kind="Bucket", result="requeue") == 1
     assert (
         value(

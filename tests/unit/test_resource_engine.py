@@ -209,6 +209,10 @@ async def test_resources_of_other_accounts_are_neither_adopted_nor_deleted() -> 
         await manager.sync(obj, Target())
     await manager.delete(obj, Target())  # status never recorded it as ours
     assert "theirs" in cloud.queues and "DeleteQueue" not in cloud.calls
+    # Nor is a resource of its own account whose adoption never completed.
+    cloud.queues["legacy"], cloud.owners["legacy"] = {}, ACCOUNT
+    await manager.delete(queue({"queueName": "legacy"}, adoption_policy="adopt"), Target())
+    assert "legacy" in cloud.queues and "DeleteQueue" not in cloud.calls
 
 
 async def test_read_only_reports_differences_and_writes_nothing() -> None:

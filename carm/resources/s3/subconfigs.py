@@ -257,15 +257,6 @@ class ObjectLockIsPermanent(Exception):
 
 SubConfig = Structure | Policy | Acl | Tagging | ObjectLock
 
-_VERSIONING = Structure(
-    "versioning",
-    get="get_bucket_versioning",
-    put="put_bucket_versioning",
-    put_operation="PutBucketVersioning",
-    put_member="VersioningConfiguration",
-    reset={"status": "Suspended"},
-)
-
 SUBCONFIGS: dict[str, SubConfig] = {
     config.name: config
     for config in (
@@ -291,7 +282,14 @@ SUBCONFIGS: dict[str, SubConfig] = {
         ),
         Acl(),
         Policy(),
-        _VERSIONING,
+        Structure(
+            "versioning",
+            get="get_bucket_versioning",
+            put="put_bucket_versioning",
+            put_operation="PutBucketVersioning",
+            put_member="VersioningConfiguration",
+            reset={"status": "Suspended"},
+        ),
         ObjectLock(),
         Structure(
             "replication",
