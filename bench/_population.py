@@ -132,10 +132,13 @@ class SyncedTracker:
                 self.failed.add(key)
             self._changed.set()
 
-    async def wait_for(self, keys: set[tuple[str, str]], within: float) -> bool:
-        """True once every key is synced; False after `within` seconds."""
+    async def wait_for(
+        self, keys: set[tuple[str, str]], within: float, *, or_failed: bool = False
+    ) -> bool:
+        """True once every key is synced (or, with `or_failed`, shows a failure); False after
+        `within` seconds."""
         deadline = time.monotonic() + within
-        while not keys <= self.synced.keys():
+        while not keys <= (self.synced.keys() | (self.failed if or_failed else set())):
             left = deadline - time.monotonic()
             if left <= 0:
                 return False

@@ -165,7 +165,7 @@ async def measure(
     for name in names:
         await kube.delete(BUCKETS, name, NAMESPACE)
     # Gone (finalizer removed, S3 bucket deleted) before the next profile is counted.
-    store = controller.stores[Kind.BUCKET]
+    store = controller.stores[Kind("Bucket")]
     await until(lambda: all(store.get(key) is None for key in keys))
     return Row(
         profile.name,

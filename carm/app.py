@@ -1,9 +1,13 @@
 """Wiring: one task group that owns every long-lived task of the controller.
 
-    reflectors (Namespaces, role-map ConfigMaps, IAMRoleSelectors, Buckets) --publish--> EventBus
-    EventBus --> Dispatcher: caches, account resolver, work queue (in that order)
-    WorkQueue --> Reconciler workers --> AccountTargets (resolver, STS credential cache,
-                                         AWS client pool) --> KindManager(Bucket)
+    reflectors (Namespaces, role-map ConfigMaps, IAMRoleSelectors, each resource kind)
+        --publish--> EventBus
+    EventBus --> Dispatcher: caches, account resolver, the kind's work queue (in that order)
+    per kind: WorkQueue --> Reconciler workers --> AccountTargets (resolver, STS credential
+              cache, AWS client pool: shared) --> KindManager(Bucket, ...)
+
+The resource kinds are `carm.resources.catalog.RESOURCE_KINDS` (a parameter, for tests); each
+gets a `carm.controllers.KindController`: its own watch, cache, work queue and reconciler.
 
 Start-up order: serve /metrics and the probes, learn the controller's own account
 (GetCallerIdentity, retried with backoff rather than crash-looping), start the watches, wait
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,20 +38,19 @@ from carm.accounts.sts import StsRoleAssumer
 from carm.accounts.targets import AccountTargets
 from carm.bus import EventBus
 from carm.clock import Clock, SystemClock
-from carm.dispatch import BY_NAMESPACE, Dispatcher
-from carm.events import Kind
-from carm.kube.client import BUCKETS, CONFIG_MAPS, IAM_ROLE_SELECTORS, NAMESPACES, KubeClient
+from carm.controllers import KindController, requeue_everything
+from carm.dispatch import Dispatcher
+from carm.events import INFRASTRUCTURE_KINDS, Kind
+from carm.kube.client import CONFIG_MAPS, IAM_ROLE_SELECTORS, NAMESPACES, KubeClient
 from carm.kube.reflector import Reflector
-from carm.kube.writer import KubeResourceWriter
 from carm.observability.metrics import Metrics
-from carm.operations import CONTROLLER_NAME, Operations, requeue_everything, stop_on_signals
+from carm.operations import Operations, stop_on_signals
 from carm.queue import WorkQueue
 from carm.reconcile.loop import Reconciler, ReconcileResult
-from carm.resources.engine import KindManager
-from carm.resources.s3.bucket import Bucket
-from carm.resources.tags import parse_resource_tags
+from carm.resources.catalog import RESOURCE_KINDS, check_catalog
+from carm.resources.kind import ResourceDescriptor, ResourceKind
 from carm.settings import ROLE_ACCOUNT_MAP_NAME, ROLE_TEAM_MAP_NAME, Settings
-from carm.store import Store, by_namespace
+from carm.store import Store
 
 log = logging.getLogger("carm.app")
 
@@ -66,20 +69,32 @@ class ControllerState:
 
 
 class Controller:
-    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        kinds: Iterable[ResourceKind] = RESOURCE_KINDS,
+    ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self.state = ControllerState()
         self.bus = EventBus()
-        self.stores = {kind: Store(kind) for kind in Kind}
-        self.stores[Kind.BUCKET].add_index(BY_NAMESPACE, by_namespace)
-        self.queue = WorkQueue(
+        self.kind_controllers = [
+            KindController(registration, settings, self.clock)
+            for registration in check_catalog(kinds)
+        ]
+        self.stores: dict[Kind, Store] = {kind: Store(kind) for kind in INFRASTRUCTURE_KINDS}
+        self.stores |= {c.kind: c.store for c in self.kind_controllers}
+        self.queues: dict[Kind, WorkQueue] = {c.kind: c.queue for c in self.kind_controllers}
+        """Each resource kind's work queue."""
+        self.ops = Operations(
+            settings,
             clock=self.clock,
-            max_concurrent=settings.max_concurrent_syncs,
-            resync_seconds=settings.resync_seconds,
+            metrics=self.metrics,
+            queues={c.name: c.queue for c in self.kind_controllers},
         )
-        self.ops = Operations(settings, clock=self.clock, metrics=self.metrics, queue=self.queue)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -124,37 +139,36 @@ class Controller:
                 dispatcher = Dispatcher(
                     stores=self.stores,
                     accounts=resolver,
-                    queue=self.queue,
+                    queues=self.queues,
                     lane_of=targets.lane_of,
                     role_map_name=ROLE_ACCOUNT_MAP_NAME,
                     retire_roles=lambda arns: _invalidate_all(credentials, arns),
                     team_map_name=ROLE_TEAM_MAP_NAME,
                 )
                 await group.start(credentials.run)
-                group.start_soon(self.queue.run)
+                for queue in self.queues.values():
+                    group.start_soon(queue.run)
                 group.start_soon(dispatcher.consume, self.bus.subscribe("dispatcher"))
                 reflectors = self._reflectors(kube)
                 self.ops.watch(
                     reflectors,
-                    kind="Bucket",
-                    objects=self.stores[Kind.BUCKET].list,
+                    resources={c.descriptor.kind: c.store.list for c in self.kind_controllers},
                     account_of=targets.lane_of,
                 )
                 for reflector in reflectors:
                     group.start_soon(reflector.run)
                 for store in self.stores.values():
                     await store.wait_synced()
-                reconciler = Reconciler(
-                    kind="Bucket",
-                    store=self.stores[Kind.BUCKET],
-                    queue=self.queue,
-                    targets=targets,
-                    manager=KindManager(Bucket(parse_resource_tags(settings.resource_tags))),
-                    writer=KubeResourceWriter(kube, BUCKETS),
-                    clock=self.clock,
-                    observe=self._record,
-                    recorder=self.ops.event_recorder(kube, group),
-                )
+                recorder = self.ops.event_recorder(kube, group)
+                reconcilers = [
+                    controller.reconciler(
+                        kube,
+                        targets,
+                        observe=partial(self._record, controller.descriptor),
+                        recorder=recorder,
+                    )
+                    for controller in self.kind_controllers
+                ]
                 self.state.ready.set()
                 log.info(
                     "controller ready",
@@ -164,10 +178,8 @@ class Controller:
                 # Until stopped: reconcile (while leading), then drain and release the lease.
                 await self.ops.work(
                     kube,
-                    partial(reconciler.run_workers, settings.max_concurrent_syncs),
-                    requeue_everything(
-                        self.stores[Kind.BUCKET].keys, self.queue.add, targets.lane_of
-                    ),
+                    partial(_run_workers, reconcilers, settings.max_concurrent_syncs),
+                    requeue_everything(self.kind_controllers, targets.lane_of),
                 )
                 group.cancel_scope.cancel()
 
@@ -184,16 +196,8 @@ class Controller:
                 clock=self.clock,
             ),
         ]
-        if settings.watch_namespaces:
-            # One Bucket stream per namespace; each marks the Bucket cache synced on its first
-            # list, so cache sync waits for all of them only through the first: acceptable,
-            # because namespace mode has no cross-namespace dependencies.
-            reflectors += [
-                Reflector(kube, BUCKETS, Kind.BUCKET, self.bus, namespace=ns, clock=self.clock)
-                for ns in settings.watch_namespaces
-            ]
-        else:
-            reflectors.append(Reflector(kube, BUCKETS, Kind.BUCKET, self.bus, clock=self.clock))
+        for controller in self.kind_controllers:
+            reflectors += controller.reflectors(kube, self.bus)
         if settings.feature_gates.iam_role_selector:
             reflectors.append(
                 Reflector(
@@ -227,10 +231,10 @@ class Controller:
     def _own_account(self) -> str | None:
         return self.state.identity.account_id if self.state.identity else None
 
-    def _record(self, result: ReconcileResult) -> None:
+    def _record(self, descriptor: ResourceDescriptor, result: ReconcileResult) -> None:
         self.metrics.record_reconcile(
-            controller=CONTROLLER_NAME,
-            kind="Bucket",
+            controller=descriptor.controller_name,
+            kind=descriptor.kind,
             account=result.account_id,
             outcome=result.outcome,
             seconds=result.seconds,
@@ -238,6 +242,14 @@ class Controller:
         self.state.reconciles.append(result)
         if len(self.state.reconciles) > 10_000:
             del self.state.reconciles[:5_000]
+
+
+async def _run_workers(reconcilers: Iterable[Reconciler], count: int) -> None:
+    """`count` workers per kind (ACK's `--reconcile-default-max-concurrent-syncs` is per
+    controller); returns when every kind's queue has shut down."""
+    async with anyio.create_task_group() as group:
+        for reconciler in reconcilers:
+            group.start_soon(reconciler.run_workers, count)
 
 
 def _invalidate_all(credentials: CredentialCache, role_arns: Collection[str]) -> None:

@@ -8,18 +8,21 @@ one stage after the other, so that no stage can run ahead of the one it depends 
 2. Namespace, role-map (account and team) and IAMRoleSelector events go to the account
    resolver, which says which resources now resolve differently (candidate namespaces, then a
    per-resource test); credentials of roles that are no longer mapped are dropped at once;
-3. work is queued: a Bucket whose spec, metadata or deletion changed; every Bucket whose
-   resolution (or placement) the change can alter; nothing else. Status-only updates (carm's
-   own status writes coming back through the watch) queue nothing, so a reconcile costs no echo.
+3. work is queued, in the work queue of the resource's kind (one per kind, as ACK has one
+   controller per kind): a resource whose spec, metadata or deletion changed; every resource,
+   of every kind, whose resolution (or placement) the change can alter; nothing else.
+   Status-only updates (carm's own status writes coming back through the watch) queue nothing,
+   so a reconcile costs no echo.
 
 Each key is queued in the lane of the account its namespace resolves to, which is what the
-work queue schedules fairly.
+work queue schedules fairly. Keys are namespace/name: a Bucket and a Queue of the same name in
+one namespace never meet, because each kind has its own cache and queue.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Protocol
 
 from carm.events import BusEvent, EventType, Kind, ObjectKey, RawObject, SyncedEvent, WatchEvent
@@ -67,17 +70,20 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        stores: dict[Kind, Store],
+        stores: Mapping[Kind, Store],
         accounts: AccountDirectory,
-        queue: WorkSink,
+        queues: Mapping[Kind, WorkSink],
         lane_of: Callable[[str], str],
         role_map_name: str,
         retire_roles: Callable[[Collection[str]], None],
         team_map_name: str | None = None,
     ) -> None:
+        """`stores`: every watched kind's cache (resource kinds indexed BY_NAMESPACE);
+        `queues`: the work queue of each resource kind."""
         self._stores = stores
         self._accounts = accounts
-        self._queue = queue
+        self._queues = queues
+        self._resources = [(stores[kind], queue) for kind, queue in queues.items()]
         self._lane_of = lane_of
         self._role_map_name = role_map_name
         self._team_map_name = team_map_name
@@ -97,41 +103,45 @@ class Dispatcher:
         before = store.get(event.key)
         if not store.apply(event):
             return
-        if event.kind is Kind.BUCKET:
-            self._on_bucket(event, before)
+        queue = self._queues.get(event.kind)
+        if queue is not None:
+            self._on_resource(queue, event, before)
             return
         obj = None if event.type is EventType.DELETED else event.obj
-        if event.kind is Kind.NAMESPACE:
+        kind = event.kind
+        if kind == Kind.NAMESPACE:
             self._apply(self._accounts.on_namespace(obj, event.key.name))
-        elif event.kind is Kind.CONFIG_MAP and event.key.name == self._role_map_name:
+        elif kind == Kind.CONFIG_MAP and event.key.name == self._role_map_name:
             self._apply(self._accounts.on_role_map(obj))
-        elif event.kind is Kind.CONFIG_MAP and event.key.name == self._team_map_name:
+        elif kind == Kind.CONFIG_MAP and event.key.name == self._team_map_name:
             self._apply(self._accounts.on_team_map(obj))
-        elif event.kind is Kind.IAM_ROLE_SELECTOR:
+        elif kind == Kind.IAM_ROLE_SELECTOR:
             self._apply(self._accounts.on_selector(obj, event.key.name))
 
     def _apply(self, change: RoleMapUpdate) -> None:
         if change.retired_role_arns:
             self._retire_roles(change.retired_role_arns)
-        buckets = self._stores[Kind.BUCKET]
         affects = change.affects
-        for namespace in change.namespaces:
-            for key in buckets.keys_by_index(BY_NAMESPACE, namespace):
-                obj = buckets.get(key)
-                if obj is not None and (affects is None or affects(obj)):
-                    self._enqueue(key)
+        # `affects` reads each object's own apiVersion and kind (IAMRoleSelectors may select
+        # by resource type), so one test serves every kind.
+        for store, queue in self._resources:
+            for namespace in change.namespaces:
+                for key in store.keys_by_index(BY_NAMESPACE, namespace):
+                    obj = store.get(key)
+                    if obj is not None and (affects is None or affects(obj)):
+                        self._enqueue(queue, key)
 
-    def _on_bucket(self, event: WatchEvent, before: RawObject | None) -> None:
+    def _on_resource(self, queue: WorkSink, event: WatchEvent, before: RawObject | None) -> None:
         key = event.key
         if event.type is EventType.DELETED:
-            self._queue.remove(key)
+            queue.remove(key)
             return
         if before is not None and not _needs_reconcile(before, event.obj):
             return
-        self._enqueue(key)
+        self._enqueue(queue, key)
 
-    def _enqueue(self, key: ObjectKey) -> None:
-        self._queue.add(key, lane=self._lane_of(key.namespace))
+    def _enqueue(self, queue: WorkSink, key: ObjectKey) -> None:
+        queue.add(key, lane=self._lane_of(key.namespace))
         self.queued += 1
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 RawObject = dict[str, Any]
 
@@ -18,13 +18,32 @@ class EventType(enum.StrEnum):
     DELETED = "DELETED"
 
 
-class Kind(enum.StrEnum):
-    """The kinds the controller watches, one reflector each."""
+class Kind(str):
+    """A kind the controller watches (one reflector, or one per watched namespace, and one
+    cache), by its Kubernetes `kind`: "Namespace", "Bucket".
 
-    NAMESPACE = "Namespace"
-    CONFIG_MAP = "ConfigMap"
-    BUCKET = "Bucket"
-    IAM_ROLE_SELECTOR = "IAMRoleSelector"
+    The kinds every controller watches, whatever it manages, are the constants below. A
+    resource kind is `Kind(descriptor.kind)`, built by the wiring from its registration in
+    `carm.resources.catalog`: adding a kind never edits this module. A plain `str` underneath,
+    so hashing and comparing (the bus, the caches and the dispatcher do both per event) cost
+    what a string's do; compare kinds with ==, since two equal kinds need not be one object.
+    The value is also what reflectors write into list items' `kind`, so it is the Kubernetes
+    kind exactly; the catalog refuses two registrations of one kind name.
+    """
+
+    __slots__ = ()
+
+    NAMESPACE: ClassVar[Kind]
+    CONFIG_MAP: ClassVar[Kind]
+    IAM_ROLE_SELECTOR: ClassVar[Kind]
+
+
+Kind.NAMESPACE = Kind("Namespace")
+Kind.CONFIG_MAP = Kind("ConfigMap")
+Kind.IAM_ROLE_SELECTOR = Kind("IAMRoleSelector")
+
+INFRASTRUCTURE_KINDS: tuple[Kind, ...] = (Kind.NAMESPACE, Kind.CONFIG_MAP, Kind.IAM_ROLE_SELECTOR)
+"""What every controller watches to resolve accounts: no resource kind may take these names."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -6,10 +6,12 @@ The controller's life, as this module shapes it:
 1. **Start.** /metrics and /healthz + /readyz are served first, so the kubelet sees a live
    process (readiness failing, with the reason) while the controller learns its identity and
    lists every cache. A stop requested now cancels the start-up: nothing to drain yet.
-2. **Work.** `Workers` (carm.reconcile.workers) runs the reconcile workers, gated by the
-   lease when `--enable-leader-election` is on. Reflectors, caches and the dispatcher run on
-   every replica regardless: a standby is warm.
-3. **Stop** (first SIGTERM or SIGINT): no new reconciles start; those in flight get
+2. **Work.** `Workers` (carm.reconcile.workers) runs the reconcile workers of every
+   resource kind, gated by the lease when `--enable-leader-election` is on (one lease for the
+   whole controller, as ACK has one per controller binary). Reflectors, caches and the
+   dispatcher run on every replica regardless: a standby is warm.
+3. **Stop** (first SIGTERM or SIGINT): no new reconciles start (every kind's work queue
+   shuts down); those in flight, of any kind, get
    `--graceful-shutdown-timeout` to finish; the lease is released; queued Events are
    flushed (bounded); then every task is cancelled and the watches, the Kubernetes session and
    the AWS clients close (their context managers). The exit code is 0.
@@ -24,16 +26,18 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 
 from carm.clock import Clock, run_within
-from carm.events import ObjectKey, RawObject
+from carm.events import ObjectKey
 from carm.kube.client import KubeClient
 from carm.kube.events import EventRecorder
 from carm.kube.lease import LEASE_NAME, LeaderElector, LeaseTimings, default_identity
+from carm.observability.collectors import ObjectsSource
 from carm.observability.health import (
     HealthChecks,
     Syncable,
@@ -49,9 +53,6 @@ from carm.reconcile.workers import Workers
 from carm.settings import Settings
 
 log = logging.getLogger("carm.operations")
-
-CONTROLLER_NAME = "bucket"
-"""The `controller` / `name` label of controller-runtime's metrics (ACK: the kind, lowercase)."""
 
 EVENT_FLUSH_SECONDS = 2.0
 """How long a stopping controller tries to write Events still queued."""
@@ -74,12 +75,19 @@ class Watched(WatchConnection, Protocol):
 
 class Operations:
     def __init__(
-        self, settings: Settings, *, clock: Clock, metrics: Metrics, queue: WorkQueue
+        self,
+        settings: Settings,
+        *,
+        clock: Clock,
+        metrics: Metrics,
+        queues: Mapping[str, WorkQueue],
     ) -> None:
+        """`queues`: each resource kind's work queue, by its controller's name ("bucket": the
+        `controller` / `name` label of controller-runtime's metrics, as in ACK)."""
         self._settings = settings
         self._clock = clock
         self._metrics = metrics
-        self._queue = queue
+        self._queues = _AllQueues(queues.values())
         self.health = HealthChecks()
         self.identity = default_identity()
         """This replica's name in the lease and in its Events (`<pod>_<uuid>`)."""
@@ -88,10 +96,9 @@ class Operations:
         self._workers: Workers | None = None
         self._root: anyio.CancelScope | None = None
         self.stop_requested = False
-        queue.on_dequeue = lambda lane, waited: metrics.record_dequeue(
-            CONTROLLER_NAME, lane, waited
-        )
-        metrics.watch_work_queue(CONTROLLER_NAME, queue)
+        for name, queue in queues.items():
+            queue.on_dequeue = partial(metrics.record_dequeue, name)
+            metrics.watch_work_queue(name, queue)
 
     # -- 1. start ---------------------------------------------------------------------------
 
@@ -132,16 +139,17 @@ class Operations:
         self,
         reflectors: Iterable[Watched],
         *,
-        kind: str,
-        objects: Callable[[], Iterable[RawObject]],
+        resources: Mapping[str, ObjectsSource],
         account_of: Callable[[str], str],
     ) -> None:
-        """Readiness of the watch streams; resources by account and condition in /metrics."""
+        """Readiness of the watch streams; resources (the cache of each kind in `resources`)
+        by account and condition in /metrics."""
         streams = [(f"{r.kind} in {r.namespace or 'all namespaces'}", r) for r in reflectors]
         self.health.add_readiness("watches", WatchesConnected(streams, self._clock))
-        self._metrics.watch_resources(
-            kind, objects, lambda obj: account_of(ObjectKey.of(obj).namespace)
-        )
+        for kind, objects in resources.items():
+            self._metrics.watch_resources(
+                kind, objects, lambda obj: account_of(ObjectKey.of(obj).namespace)
+            )
 
     def event_recorder(self, kube: KubeClient, group: anyio.abc.TaskGroup) -> EventRecorder:
         """The Events writer, running in `group`."""
@@ -179,7 +187,7 @@ class Operations:
             )
         self._workers = Workers(
             run_workers=run_workers,
-            queue=self._queue,
+            queue=self._queues,
             clock=self._clock,
             grace_seconds=settings.graceful_shutdown_timeout_seconds,
             campaign=self.elector,
@@ -205,18 +213,20 @@ class Operations:
             self._root.cancel()  # still starting: nothing to drain
 
 
-def requeue_everything(
-    keys: Callable[[], Iterable[ObjectKey]],
-    add: Callable[[ObjectKey, str], None],
-    lane_of: Callable[[str], str],
-) -> Callable[[], None]:
-    """For a new leader's first act: queue every cached object in its account's lane."""
+class _AllQueues:
+    """Every kind's work queue as the one the workers drain: a stop shuts them all down, and
+    the grace period waits for what is in flight in any of them."""
 
-    def requeue() -> None:
-        for key in keys():
-            add(key, lane_of(key.namespace))
+    def __init__(self, queues: Iterable[WorkQueue]) -> None:
+        self._queues = tuple(queues)
 
-    return requeue
+    def shutdown(self) -> None:
+        for queue in self._queues:
+            queue.shutdown()
+
+    @property
+    def in_flight(self) -> int:
+        return sum(queue.in_flight for queue in self._queues)
 
 
 class Stoppable(Protocol):

@@ -106,7 +106,7 @@ class Store:
         Ignored: a stale event (see the module docstring), or the deletion of an unknown object.
         A SyncedEvent marks the store synced.
         """
-        if event.kind is not self.kind:
+        if event.kind != self.kind:
             raise ValueError(f"a {event.kind} event cannot go into the {self.kind} store")
         if isinstance(event, SyncedEvent):
             self.mark_synced()

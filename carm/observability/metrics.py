@@ -168,6 +168,8 @@ class Metrics:
         )
         self._accounts: set[str] = set()
         """Accounts seen in the work queue: they keep reporting a depth of 0 when drained."""
+        self._work_queues: WorkQueueCollector | None = None
+        self._resources: ResourceCollector | None = None
 
     # -- recording helpers (keep label order in one place) --
 
@@ -202,12 +204,20 @@ class Metrics:
             self.credential_cache_misses.labels(label)
 
     def watch_work_queue(self, name: str, queue: QueueStats) -> None:
-        """Report `queue`'s depth, adds and retries (and per account) at every scrape."""
-        self.registry.register(WorkQueueCollector(name, queue, self._accounts))
+        """Report `queue`'s depth, adds and retries (and per account) at every scrape, as
+        `name` (one call per kind's work queue)."""
+        if self._work_queues is None:
+            self._work_queues = WorkQueueCollector(self._accounts)
+            self.registry.register(self._work_queues)
+        self._work_queues.add(name, queue)
 
     def watch_resources(self, kind: str, objects: ObjectsSource, account_of: AccountOf) -> None:
-        """Report resources by account and condition from the cache at every scrape."""
-        self.registry.register(ResourceCollector(kind, objects, account_of))
+        """Report resources by account and condition from the cache at every scrape (one call
+        per kind)."""
+        if self._resources is None:
+            self._resources = ResourceCollector()
+            self.registry.register(self._resources)
+        self._resources.add(kind, objects, account_of)
 
     def set_leader(self, lease: str, leading: bool) -> None:
         self.leader.labels(lease).set(1 if leading else 0)

@@ -77,6 +77,8 @@ class ReconcileResult:
     seconds: float
     role_arn: str | None = None
     """The role the reconcile acted as (None: the controller's own identity, or unresolved)."""
+    kind: str = ""
+    """The kind reconciled (keys are unique per kind only)."""
 
 
 ResultObserver = Callable[[ReconcileResult], None]
@@ -130,7 +132,7 @@ class Reconciler:
         else:
             account_id, outcome, role_arn = await self._reconcile_object(key, obj)
         result = ReconcileResult(
-            key, account_id, outcome, self._clock.monotonic() - started, role_arn
+            key, account_id, outcome, self._clock.monotonic() - started, role_arn, self._kind
         )
         if self._observe is not None:
             self._observe(result)

@@ -8,10 +8,14 @@ from typing import Any
 
 import yaml
 
+from carm.resources.catalog import RESOURCE_KINDS
 from carm.resources.iamroleselector_crd import IAM_ROLE_SELECTOR_CRD
-from carm.resources.s3.crd import BUCKET_CRD
 
-ALL_CRDS: tuple[dict[str, Any], ...] = (BUCKET_CRD, IAM_ROLE_SELECTOR_CRD)
+ALL_CRDS: tuple[dict[str, Any], ...] = (
+    *(kind.crd for kind in RESOURCE_KINDS),
+    IAM_ROLE_SELECTOR_CRD,
+)
+"""Every resource kind's CRD (`carm.resources.catalog`), then carm's IAMRoleSelector."""
 
 
 def file_name(crd: dict[str, Any]) -> str:

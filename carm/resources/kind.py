@@ -20,12 +20,15 @@ The vocabulary, as in ACK's runtime:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from carm.events import RawObject
 from carm.reconcile.interfaces import AwsTarget
+
+if TYPE_CHECKING:
+    from carm.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,13 @@ class ResourceDescriptor:
     def finalizer(self) -> str:
         """ACK's finalizer name, e.g. finalizers.s3.services.k8s.aws/Bucket."""
         return f"finalizers.{self.group}/{self.kind}"
+
+    @property
+    def controller_name(self) -> str:
+        """The name of the kind's controller, as controller-runtime names it (the kind in lower
+        case, e.g. "bucket"): the `controller` label of the reconcile metrics and the `name` of
+        its work queue's."""
+        return self.kind.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,3 +157,21 @@ class AwsResource(Protocol):
     async def delete(self, identity: Identity, aws: AwsTarget) -> None:
         """Delete it; a resource already gone is not an error."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceKind:
+    """A kind's registration: everything the controller needs to manage it.
+
+    Each kind's module exports one (the Bucket's is `carm.resources.s3.bucket.BUCKET_KIND`) and
+    `carm.resources.catalog.RESOURCE_KINDS` lists them; the wiring (`carm.controllers`) gives
+    each its own watch, cache, work queue, reconcile workers and metrics, and
+    `carm.resources.crds` renders its CRD to deploy/crds.
+    """
+
+    descriptor: ResourceDescriptor
+    crd: dict[str, Any]
+    """The CustomResourceDefinition, as applied (group, names and version must match the
+    descriptor; the catalog checks)."""
+    build: Callable[[Settings], AwsResource]
+    """The kind's AWS side for the controller's settings (e.g. `--resource-tags`)."""

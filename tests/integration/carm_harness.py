@@ -4,7 +4,7 @@ annotations and labels, the two role-map ConfigMaps, IAMRoleSelectors, Buckets, 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +24,9 @@ from carm.kube.client import (
     KubeClient,
 )
 from carm.reconcile.loop import ReconcileResult
+from carm.resources.catalog import RESOURCE_KINDS
 from carm.resources.iamroleselector_crd import IAM_ROLE_SELECTOR_CRD
+from carm.resources.kind import ResourceKind
 from carm.sandbox.kubeapi.server import KubeApiServer
 from carm.sandbox.moto import MotoServer
 from carm.settings import Settings
@@ -152,10 +154,14 @@ def keys(namespace: str, names: list[str]) -> set[ObjectKey]:
 
 @asynccontextmanager
 async def running_controller(
-    parts: Parts, gates: str = "", **settings: Any
+    parts: Parts,
+    gates: str = "",
+    kinds: Iterable[ResourceKind] = RESOURCE_KINDS,
+    **settings: Any,
 ) -> AsyncIterator[CarmHarness]:
-    """The controller, configured like `carm run --feature-gates <gates> ...`, running in this
-    task's task group (fixtures cannot own task groups across setup and teardown)."""
+    """The controller, configured like `carm run --feature-gates <gates> ...` and managing
+    `kinds`, running in this task's task group (fixtures cannot own task groups across setup
+    and teardown)."""
     kube, kube_server, moto, tmp_path = parts
     kube_server.install_crd(IAM_ROLE_SELECTOR_CRD)
     kubeconfig = tmp_path / "controller-kubeconfig"
@@ -168,7 +174,7 @@ async def running_controller(
         metrics_addr="",
         feature_gates=FeatureGates.parse(gates),
     )
-    controller = Controller(replace(base, **settings))
+    controller = Controller(replace(base, **settings), kinds=kinds)
     async with anyio.create_task_group() as group:
         await group.start(controller.run)
         yield CarmHarness(kube, moto, controller)

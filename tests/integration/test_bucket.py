@@ -197,11 +197,11 @@ async def _reconciled(harness: BucketHarness, name: str, times: int) -> bool:
 
 async def idle(harness: BucketHarness) -> None:
     """Nothing queued or running, twice in a row (events on their way have landed)."""
-    queue = harness.controller.queue
+    queues = harness.controller.queues.values()
 
     async def quiet() -> bool:
         await anyio.sleep(0.05)
-        return queue.depth == 0 and queue.in_flight == 0
+        return all(queue.depth == 0 and queue.in_flight == 0 for queue in queues)
 
     for _ in range(2):
         await harness.eventually(quiet, True)

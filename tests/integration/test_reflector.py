@@ -22,6 +22,8 @@ from carm.kube.reflector import BackoffPolicy, ListWatchClient, Reflector, resou
 from carm.resources.s3.crd import BUCKET_CRD
 from carm.sandbox.kubeapi.server import KubeApiServer, serve_kubeapi
 
+BUCKET = Kind("Bucket")
+
 FAST = BackoffPolicy(initial=0.02, maximum=0.2)
 
 
@@ -90,7 +92,7 @@ async def until_equal(sink: Recorder, kube: KubeClient, namespace: str | None = 
 async def reflecting(
     kube: KubeClient,
     ref: ResourceRef = BUCKETS,
-    kind: Kind = Kind.BUCKET,
+    kind: Kind = BUCKET,
     *,
     namespace: str | None = None,
     field_selector: str | None = None,
@@ -113,8 +115,8 @@ async def test_initial_list_then_every_change(kube: KubeClient) -> None:
     first = await kube.create(BUCKETS, bucket("existing"))
     async with reflecting(kube) as (reflector, sink):
         assert sink.events == [
-            WatchEvent(Kind.BUCKET, EventType.ADDED, sink.watch_events()[0].obj),
-            SyncedEvent(Kind.BUCKET),
+            WatchEvent(BUCKET, EventType.ADDED, sink.watch_events()[0].obj),
+            SyncedEvent(BUCKET),
         ]
         assert sink.watch_events()[0].obj["metadata"]["uid"] == first["metadata"]["uid"]
         assert sink.watch_events()[0].obj["kind"] == "Bucket"
@@ -238,7 +240,7 @@ async def test_expired_history_relists_and_publishes_the_difference(
         assert sink.view[ObjectKey("team-a", "modified")] == modified["metadata"]["resourceVersion"]
         assert sink.view[ObjectKey("team-a", "added")] == added["metadata"]["resourceVersion"]
         assert reflector.lists == 2
-        assert sink.events.count(SyncedEvent(Kind.BUCKET)) == 1
+        assert sink.events.count(SyncedEvent(BUCKET)) == 1
 
 
 async def test_server_restart_resumes(kube: KubeClient, kube_server: KubeApiServer) -> None:

@@ -13,6 +13,9 @@ from carm.bus import EventBus, Subscription
 from carm.clock import FakeClock
 from carm.events import BusEvent, EventType, Kind, ObjectKey, SyncedEvent, WatchEvent
 
+BUCKET = Kind("Bucket")
+"""A resource kind (the wiring names it after its descriptor: no constant in carm.events)."""
+
 ADDED, MODIFIED, DELETED = EventType.ADDED, EventType.MODIFIED, EventType.DELETED
 
 
@@ -23,7 +26,7 @@ def bucket(name: str, version: int, namespace: str = "team-a") -> dict[str, Any]
     }
 
 
-def event(type_: EventType, name: str, version: int, kind: Kind = Kind.BUCKET) -> WatchEvent:
+def event(type_: EventType, name: str, version: int, kind: Kind = BUCKET) -> WatchEvent:
     return WatchEvent(kind, type_, bucket(name, version))
 
 
@@ -89,8 +92,8 @@ def test_a_merged_object_keeps_its_place_in_line() -> None:
 def test_the_same_name_in_two_kinds_or_namespaces_is_two_objects() -> None:
     bus = EventBus()
     subscription = bus.subscribe("all")
-    bus.publish(WatchEvent(Kind.BUCKET, ADDED, bucket("x", 1, namespace="a")))
-    bus.publish(WatchEvent(Kind.BUCKET, ADDED, bucket("x", 2, namespace="b")))
+    bus.publish(WatchEvent(BUCKET, ADDED, bucket("x", 1, namespace="a")))
+    bus.publish(WatchEvent(BUCKET, ADDED, bucket("x", 2, namespace="b")))
     bus.publish(WatchEvent(Kind.CONFIG_MAP, ADDED, bucket("x", 3, namespace="a")))
 
     assert [e.key for e in drain(subscription) if isinstance(e, WatchEvent)] == [
@@ -104,7 +107,7 @@ def test_synced_comes_after_every_event_published_before_it() -> None:
     bus = EventBus()
     subscription = bus.subscribe("cache")
     bus.publish(event(ADDED, "before", 1))
-    bus.publish(SyncedEvent(Kind.BUCKET))
+    bus.publish(SyncedEvent(BUCKET))
     bus.publish(event(ADDED, "after", 2))
     # A newer version of an object still waiting ahead of the barrier joins it there: the
     # subscriber sees newer state before Synced, never older.
@@ -129,14 +132,14 @@ def test_synced_events_are_never_merged() -> None:
 def test_a_subscription_gets_only_its_kinds() -> None:
     bus = EventBus()
     namespaces = bus.subscribe("resolver", kinds={Kind.NAMESPACE, Kind.CONFIG_MAP})
-    buckets = bus.subscribe("dispatcher", kinds={Kind.BUCKET})
+    buckets = bus.subscribe("dispatcher", kinds={BUCKET})
     bus.publish(WatchEvent(Kind.NAMESPACE, ADDED, {"metadata": {"name": "team-a"}}))
     bus.publish(SyncedEvent(Kind.NAMESPACE))
     bus.publish(event(ADDED, "logs", 1))
-    bus.publish(SyncedEvent(Kind.BUCKET))
+    bus.publish(SyncedEvent(BUCKET))
 
     assert [e.kind for e in drain(namespaces)] == [Kind.NAMESPACE, Kind.NAMESPACE]
-    assert [e.kind for e in drain(buckets)] == [Kind.BUCKET, Kind.BUCKET]
+    assert [e.kind for e in drain(buckets)] == [BUCKET, BUCKET]
 
 
 async def test_a_slow_subscriber_neither_delays_others_nor_grows_with_churn() -> None:
@@ -274,7 +277,7 @@ def test_a_subscriber_ends_with_the_true_state_whatever_the_interleaving(
         if what == "READ":
             read_all()
         elif what == "SYNCED":
-            synced = SyncedEvent(Kind.BUCKET)
+            synced = SyncedEvent(BUCKET)
             published_before[id(synced)] = dict(last_published)
             barriers.append(synced)
             bus.publish(synced)

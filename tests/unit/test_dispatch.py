@@ -6,8 +6,18 @@ from collections.abc import Collection
 
 from carm.accounts.resolver import AccountResolver, ControllerIdentity, ResolverSettings
 from carm.dispatch import BY_NAMESPACE, Dispatcher
-from carm.events import EventType, Kind, ObjectKey, RawObject, SyncedEvent, WatchEvent
+from carm.events import (
+    INFRASTRUCTURE_KINDS,
+    EventType,
+    Kind,
+    ObjectKey,
+    RawObject,
+    SyncedEvent,
+    WatchEvent,
+)
 from carm.store import Store, by_namespace
+
+BUCKET = Kind("Bucket")
 
 ROLE_A = "arn:aws:iam::111111111111:role/a"
 ROLE_A2 = "arn:aws:iam::111111111111:role/a2"
@@ -52,8 +62,8 @@ def role_map(data: dict[str, str], rv: str) -> RawObject:
 
 
 def build() -> tuple[Dispatcher, RecordingQueue, list[str]]:
-    stores = {kind: Store(kind) for kind in Kind}
-    stores[Kind.BUCKET].add_index(BY_NAMESPACE, by_namespace)
+    stores = {kind: Store(kind) for kind in (*INFRASTRUCTURE_KINDS, BUCKET)}
+    stores[BUCKET].add_index(BY_NAMESPACE, by_namespace)
     resolver = AccountResolver(ControllerIdentity("000000000000"), ResolverSettings())
     queue = RecordingQueue()
     retired: list[str] = []
@@ -68,7 +78,7 @@ def build() -> tuple[Dispatcher, RecordingQueue, list[str]]:
     dispatcher = Dispatcher(
         stores=stores,
         accounts=resolver,
-        queue=queue,
+        queues={BUCKET: queue},
         lane_of=lane_of,
         role_map_name="ack-role-account-map",
         retire_roles=retire,
@@ -90,10 +100,10 @@ def populate(dispatcher: Dispatcher) -> None:
     )
     dispatcher.handle(watch(Kind.NAMESPACE, EventType.ADDED, namespace("a", "111111111111")))
     dispatcher.handle(watch(Kind.NAMESPACE, EventType.ADDED, namespace("b", "222222222222")))
-    for kind in Kind:
+    for kind in (*INFRASTRUCTURE_KINDS, BUCKET):
         dispatcher.handle(SyncedEvent(kind))
-    dispatcher.handle(watch(Kind.BUCKET, EventType.ADDED, bucket("a", "x", "10")))
-    dispatcher.handle(watch(Kind.BUCKET, EventType.ADDED, bucket("b", "y", "11")))
+    dispatcher.handle(watch(BUCKET, EventType.ADDED, bucket("a", "x", "10")))
+    dispatcher.handle(watch(BUCKET, EventType.ADDED, bucket("b", "y", "11")))
 
 
 def test_buckets_are_queued_in_their_accounts_lane() -> None:
@@ -110,17 +120,17 @@ def test_status_only_updates_queue_nothing_but_spec_and_deletion_do() -> None:
     populate(dispatcher)
     queue.added.clear()
     dispatcher.handle(
-        watch(Kind.BUCKET, EventType.MODIFIED, bucket("a", "x", "12", status={"conditions": []}))
+        watch(BUCKET, EventType.MODIFIED, bucket("a", "x", "12", status={"conditions": []}))
     )
     assert queue.added == []
     changed = bucket("a", "x", "13")
     changed["spec"]["name"] = "other"
-    dispatcher.handle(watch(Kind.BUCKET, EventType.MODIFIED, changed))
+    dispatcher.handle(watch(BUCKET, EventType.MODIFIED, changed))
     deleting = bucket("a", "x", "14")
     deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    dispatcher.handle(watch(Kind.BUCKET, EventType.MODIFIED, deleting))
+    dispatcher.handle(watch(BUCKET, EventType.MODIFIED, deleting))
     assert [key for key, _ in queue.added] == [ObjectKey("a", "x")] * 2
-    dispatcher.handle(watch(Kind.BUCKET, EventType.DELETED, deleting))
+    dispatcher.handle(watch(BUCKET, EventType.DELETED, deleting))
     assert queue.removed == [ObjectKey("a", "x")]
 
 
@@ -174,7 +184,7 @@ def test_an_added_finalizer_queues_nothing_but_a_removed_one_does() -> None:
     finalizers = ["finalizers.s3.services.k8s.aws/Bucket"]
     with_finalizer = bucket("a", "x", "12")
     with_finalizer["metadata"]["finalizers"] = finalizers
-    dispatcher.handle(watch(Kind.BUCKET, EventType.MODIFIED, with_finalizer))
+    dispatcher.handle(watch(BUCKET, EventType.MODIFIED, with_finalizer))
     assert queue.added == []
-    dispatcher.handle(watch(Kind.BUCKET, EventType.MODIFIED, bucket("a", "x", "13")))
+    dispatcher.handle(watch(BUCKET, EventType.MODIFIED, bucket("a", "x", "13")))
     assert [key for key, _ in queue.added] == [ObjectKey("a", "x")]

@@ -9,8 +9,18 @@ from typing import Any
 from carm.accounts.resolver import AccountResolver
 from carm.accounts.rules import ControllerIdentity, Resolution, ResolverSettings
 from carm.dispatch import BY_NAMESPACE, Dispatcher
-from carm.events import EventType, Kind, ObjectKey, RawObject, SyncedEvent, WatchEvent
+from carm.events import (
+    INFRASTRUCTURE_KINDS,
+    EventType,
+    Kind,
+    ObjectKey,
+    RawObject,
+    SyncedEvent,
+    WatchEvent,
+)
 from carm.store import Store, by_namespace
+
+BUCKET = Kind("Bucket")
 
 TEAM_ROLE = "arn:aws:iam::222222222222:role/team-a"
 TEAM_ROLE_2 = "arn:aws:iam::222222222222:role/team-a-v2"
@@ -45,8 +55,8 @@ def obj(
 
 
 def build() -> tuple[Dispatcher, RecordingQueue, list[str]]:
-    stores = {kind: Store(kind) for kind in Kind}
-    stores[Kind.BUCKET].add_index(BY_NAMESPACE, by_namespace)
+    stores = {kind: Store(kind) for kind in (*INFRASTRUCTURE_KINDS, BUCKET)}
+    stores[BUCKET].add_index(BY_NAMESPACE, by_namespace)
     resolver = AccountResolver(
         ControllerIdentity("000000000000"), ResolverSettings(team_level=True, selectors=True)
     )
@@ -63,7 +73,7 @@ def build() -> tuple[Dispatcher, RecordingQueue, list[str]]:
     dispatcher = Dispatcher(
         stores=stores,
         accounts=resolver,
-        queue=queue,
+        queues={BUCKET: queue},
         lane_of=lane_of,
         role_map_name="ack-role-account-map",
         team_map_name="ack-role-team-map",
@@ -81,7 +91,7 @@ def build() -> tuple[Dispatcher, RecordingQueue, list[str]]:
     ]
     for event in events:
         dispatcher.handle(event)
-    for kind in Kind:
+    for kind in stores:
         dispatcher.handle(SyncedEvent(kind))
     buckets = [
         obj("x", "a", spec={"name": "x"}),
@@ -89,7 +99,7 @@ def build() -> tuple[Dispatcher, RecordingQueue, list[str]]:
         obj("z", "plain", labels={"pick": "me"}, spec={"name": "z"}),
     ]
     for bucket in buckets:
-        dispatcher.handle(WatchEvent(Kind.BUCKET, EventType.ADDED, bucket))
+        dispatcher.handle(WatchEvent(BUCKET, EventType.ADDED, bucket))
     queue.added.clear()
     return dispatcher, queue, retired
 

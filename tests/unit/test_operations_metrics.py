@@ -116,3 +116,26 @@ def test_no_created_series_doubles_the_counters() -> None:
         controller="bucket", kind="Bucket", account=A, outcome="success", seconds=1
     )
     assert "_created" not in metrics.render().decode()
+
+
+def test_every_kind_reports_in_one_metric_family_per_name() -> None:
+    """One work queue and one cache per kind, as ACK has one controller per kind: each is a
+    label value of the same families (a family repeated in one scrape is invalid exposition)."""
+    clock = FakeClock()
+    metrics = Metrics()
+    for name, lane in (("bucket", A), ("queue", B)):
+        queue = WorkQueue(clock=clock)
+        queue.add(ObjectKey("prod", "orders"), lane=lane)
+        metrics.watch_work_queue(name, queue)
+    caches = {"Bucket": ("prod", "dev"), "Queue": ("prod",)}
+    for kind, namespaces in caches.items():
+        objects = [{"metadata": {"namespace": ns, "name": "orders"}} for ns in namespaces]
+        metrics.watch_resources(kind, lambda objects=objects: objects, lambda obj: A)
+    types = [line for line in metrics.render().decode().splitlines() if line.startswith("# TYPE")]
+    assert len(types) == len(set(types)), "a family appears twice"
+    assert value(metrics, "workqueue_depth", name="bucket") == 1
+    assert value(metrics, "workqueue_depth", name="queue") == 1
+    assert value(metrics, "carm_workqueue_depth", name="queue", account=B) == 1
+    assert value(metrics, "carm_workqueue_depth", name="queue", account=A) == 0
+    assert value(metrics, "carm_resources", account=A, kind="Bucket") == 2
+    assert value(metrics, "carm_resources", account=A, kind="Queue") == 1

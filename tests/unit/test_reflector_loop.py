@@ -22,6 +22,8 @@ from carm.events import BusEvent, EventType, Kind, ObjectKey, RawObject, SyncedE
 from carm.kube.client import BUCKETS, KubeApiError, KubeConnectionError, ResourceRef
 from carm.kube.reflector import BackoffPolicy, Reflector
 
+BUCKET = Kind("Bucket")
+
 END = object()
 
 
@@ -190,7 +192,7 @@ async def running(*objs: RawObject, version: str = "100") -> AsyncIterator[Rig]:
     reflector = Reflector(
         api,
         BUCKETS,
-        Kind.BUCKET,
+        BUCKET,
         sink,
         clock=clock,
         backoff=POLICY,
@@ -208,7 +210,7 @@ async def running(*objs: RawObject, version: str = "100") -> AsyncIterator[Rig]:
 async def test_first_list_is_published_then_synced_then_watch_from_its_version() -> None:
     async with running(bucket("a", "1"), bucket("b", "2"), version="7") as rig:
         assert rig.sink.events[0] == WatchEvent(
-            Kind.BUCKET,
+            BUCKET,
             EventType.ADDED,
             {
                 "metadata": {"name": "a", "namespace": "team-a", "resourceVersion": "1"},
@@ -227,9 +229,7 @@ async def test_synced_waits_for_a_successful_list() -> None:
     api.list_errors.append(KubeApiError(503, "ServiceUnavailable", "etcd is down"))
     clock = FakeClock()
     sink = Recorder()
-    reflector = Reflector(
-        api, BUCKETS, Kind.BUCKET, sink, clock=clock, backoff=POLICY, rng=NoJitter()
-    )
+    reflector = Reflector(api, BUCKETS, BUCKET, sink, clock=clock, backoff=POLICY, rng=NoJitter())
     async with anyio.create_task_group() as tg:
         tg.start_soon(reflector.run)
         await clock.settle()
@@ -369,7 +369,7 @@ async def test_deleted_after_relist_is_a_tombstone_with_the_last_version() -> No
         await rig.clock.settle()
         deleted = rig.sink.events[-1]
         assert deleted == WatchEvent(
-            Kind.BUCKET,
+            BUCKET,
             EventType.DELETED,
             {
                 "apiVersion": "s3.services.k8s.aws/v1alpha1",
@@ -377,7 +377,7 @@ async def test_deleted_after_relist_is_a_tombstone_with_the_last_version() -> No
                 "metadata": {"name": "gone", "namespace": "team-a", "resourceVersion": "3"},
             },
         )
-        assert rig.sink.events.count(SyncedEvent(Kind.BUCKET)) == 1, "synced is announced once"
+        assert rig.sink.events.count(SyncedEvent(BUCKET)) == 1, "synced is announced once"
 
 
 async def test_cancellation_closes_the_stream() -> None:

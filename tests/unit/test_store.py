@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 from carm.events import EventType, Kind, ObjectKey, RawObject, SyncedEvent, WatchEvent
 from carm.store import Store, by_namespace, resource_version
 
+BUCKET = Kind("Bucket")
+"""A resource kind (the wiring names it after its descriptor: no constant in carm.events)."""
+
 ADDED, MODIFIED, DELETED = EventType.ADDED, EventType.MODIFIED, EventType.DELETED
 
 
@@ -23,7 +26,7 @@ def bucket(namespace: str, name: str, version: int | str = 1, **labels: str) -> 
 
 
 def apply(store: Store, type_: EventType, obj: RawObject) -> bool:
-    return store.apply(WatchEvent(Kind.BUCKET, type_, obj))
+    return store.apply(WatchEvent(BUCKET, type_, obj))
 
 
 def by_team(obj: RawObject) -> list[str]:
@@ -32,7 +35,7 @@ def by_team(obj: RawObject) -> list[str]:
 
 
 def test_the_store_holds_the_latest_object_per_key() -> None:
-    store = Store(Kind.BUCKET)
+    store = Store(BUCKET)
     apply(store, ADDED, bucket("team-a", "logs", 1))
     apply(store, ADDED, bucket("team-b", "logs", 2))
     apply(store, MODIFIED, bucket("team-a", "logs", 3))
@@ -51,7 +54,7 @@ def test_the_store_holds_the_latest_object_per_key() -> None:
 
 
 def test_indexes_follow_every_change() -> None:
-    store = Store(Kind.BUCKET)
+    store = Store(BUCKET)
     store.add_index("by_namespace", by_namespace)
     store.add_index("by_team", by_team)
     apply(store, ADDED, bucket("team-a", "logs", 1, team="red"))
@@ -78,7 +81,7 @@ def test_indexes_follow_every_change() -> None:
 
 
 def test_an_index_added_later_files_the_objects_already_there() -> None:
-    store = Store(Kind.BUCKET)
+    store = Store(BUCKET)
     apply(store, ADDED, bucket("team-a", "logs"))
     store.add_index("by_namespace", by_namespace)
 
@@ -97,7 +100,7 @@ def test_an_update_costs_one_index_call_however_big_the_store() -> None:
         calls += 1
         return by_namespace(obj)
 
-    store = Store(Kind.BUCKET)
+    store = Store(BUCKET)
     store.add_index("by_namespace", counting)
     for index in range(12_000):
         apply(store, ADDED, bucket(f"ns-{index % 100}", f"b{index}", index))
@@ -111,7 +114,7 @@ def test_an_update_costs_one_index_call_however_big_the_store() -> None:
 
 
 def test_stale_events_are_ignored() -> None:
-    store = Store(Kind.BUCKET)
+    store = Store(BUCKET)
     apply(store, ADDED, bucket("team-a", "logs", 10))
 
     assert not apply(store, MODIFIED, bucket("team-a", "logs", 9))
@@ -125,7 +128,7 @@ def test_stale_events_are_ignored() -> None:
 
 @pytest.mark.parametrize("version", ["", "abc", "²", "-5"])
 def test_versions_that_are_not_numbers_are_never_compared(version: str) -> None:
-    store = Store(Kind.BUCKET)
+    store = Store(BUCKET)
     apply(store, ADDED, bucket("team-a", "logs", 10))
 
     assert resource_version(bucket("team-a", "logs", version)) is None
@@ -133,7 +136,7 @@ def test_versions_that_are_not_numbers_are_never_compared(version: str) -> None:
 
 
 def test_the_staleness_check_can_be_turned_off() -> None:
-    store = Store(Kind.BUCKET, ignore_stale=False)
+    store = Store(BUCKET, ignore_stale=False)
     apply(store, ADDED, bucket("team-a", "logs", 10))
 
     assert apply(store, MODIFIED, bucket("team-a", "logs", 9))
@@ -186,7 +189,7 @@ NAMES = ["x", "y", "z"]
 def test_indexes_always_match_a_full_recomputation(
     script: list[tuple[EventType, str, str, str | None]],
 ) -> None:
-    store = Store(Kind.BUCKET)
+    store = Store(BUCKET)
     store.add_index("by_namespace", by_namespace)
     store.add_index("by_team", by_team)
     truth: dict[ObjectKey, RawObject] = {}

@@ -15,7 +15,7 @@ bucket that some other account re-created under the same name.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Collection, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from botocore.exceptions import BotoCoreError, ClientError
@@ -25,10 +25,14 @@ from carm.reconcile.errors import ReconcileError, RecoverableError, TerminalErro
 from carm.reconcile.interfaces import AwsTarget
 from carm.resources.annotations import policy_of
 from carm.resources.aws_errors import classify, error_code, http_status
-from carm.resources.kind import Desired, Identity, Located, ResourceDescriptor
-from carm.resources.s3.crd import GROUP, KIND, PLURAL, VERSION
+from carm.resources.kind import Desired, Identity, Located, ResourceDescriptor, ResourceKind
+from carm.resources.s3.crd import BUCKET_CRD, GROUP, KIND, PLURAL, VERSION
 from carm.resources.s3.spec import desired_bucket
 from carm.resources.s3.subconfigs import APPLY_ORDER, SUBCONFIGS, ObjectLockIsPermanent
+from carm.resources.tags import parse_resource_tags
+
+if TYPE_CHECKING:
+    from carm.settings import Settings
 
 BUCKET = ResourceDescriptor(GROUP, VERSION, KIND, PLURAL)
 FINALIZER = BUCKET.finalizer
@@ -257,3 +261,11 @@ class Bucket:
 
     def _error(self, error: Exception, doing: str, aws: AwsTarget) -> ReconcileError:
         return classify(error, doing, aws, terminal_codes=TERMINAL_CODES)
+
+
+def _build(settings: Settings) -> Bucket:
+    return Bucket(parse_resource_tags(settings.resource_tags))
+
+
+BUCKET_KIND = ResourceKind(BUCKET, BUCKET_CRD, _build)
+"""The Bucket's registration (listed in `carm.resources.catalog.RESOURCE_KINDS`)."""
