@@ -36,6 +36,7 @@ from carm.accounts.resolver import AccountResolver, ControllerIdentity, Resolver
 from carm.accounts.rules import partition_of_region
 from carm.accounts.sts import StsRoleAssumer
 from carm.accounts.targets import AccountTargets
+from carm.backoff import exponential_delay
 from carm.bus import EventBus
 from carm.clock import Clock, SystemClock
 from carm.controllers import KindController, requeue_everything
@@ -210,11 +211,13 @@ class Controller:
         return reflectors
 
     async def _discover_identity(self, assumer: StsRoleAssumer) -> ControllerIdentity:
-        delay = 1.0
+        failures = 0
         while True:
             try:
                 account_id = await assumer.caller_identity(None)
             except Exception as error:  # noqa: BLE001 - say why, wait, try again
+                failures += 1
+                delay = exponential_delay(failures, base=1.0, cap=60.0)
                 log.warning(
                     "cannot learn the controller's own AWS account (sts:GetCallerIdentity): "
                     "%s; retrying in %.0f s",
@@ -222,7 +225,6 @@ class Controller:
                     delay,
                 )
                 await self.clock.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 60.0)
                 continue
             identity = ControllerIdentity(account_id, partition_of_region(self.settings.aws_region))
             self.state.identity = identity

@@ -61,7 +61,6 @@ import heapq
 import itertools
 import logging
 import math
-import random
 from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -69,17 +68,15 @@ from dataclasses import dataclass
 import anyio
 import anyio.lowlevel
 
+from carm.backoff import Backoff
 from carm.clock import Clock
 from carm.events import ObjectKey
 
 __all__ = [
     "UNRESOLVED_LANE",
-    "Backoff",
     "DequeueHook",
-    "Jitter",
     "QueueShutDown",
     "WorkQueue",
-    "proportional_jitter",
 ]
 
 log = logging.getLogger("carm.queue")
@@ -91,45 +88,12 @@ UNRESOLVED_LANE = ""
 # differ in the last bit): treat timers this close to now as due rather than sleeping again.
 _DUE_TOLERANCE = 1e-6
 
-Jitter = Callable[[float], float]
-"""Turns a backoff delay into the delay actually used (to spread retries of many keys)."""
-
 DequeueHook = Callable[[str, float], None]
 """Called with (lane, seconds the key waited ready) each time a worker takes a key."""
 
 
 class QueueShutDown(Exception):
     """The work queue was shut down: the worker should exit."""
-
-
-def proportional_jitter(fraction: float = 0.1, rng: random.Random | None = None) -> Jitter:
-    """Jitter that lengthens each delay by up to `fraction` of it (seed `rng` in tests)."""
-    source = rng or random.Random()
-
-    def jitter(delay: float) -> float:
-        return delay * (1.0 + fraction * source.random())
-
-    return jitter
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Per-key exponential backoff: base, 2 x base, 4 x base, ... up to cap."""
-
-    base: float = 0.5
-    """Delay after the first failure, in seconds."""
-
-    cap: float = 300.0
-    """Longest delay (before jitter), in seconds."""
-
-    jitter: Jitter | None = None
-    """Applied to every delay; None for exact delays."""
-
-    def delay(self, failures: int) -> float:
-        """The delay after `failures` consecutive failures (failures >= 1)."""
-        # Cap the exponent first: 2.0 ** 1100 overflows.
-        exact = min(self.cap, self.base * 2.0 ** min(max(failures, 1) - 1, 64))
-        return max(0.0, self.jitter(exact) if self.jitter else exact)
 
 
 @dataclass(slots=True)
@@ -165,7 +129,7 @@ class WorkQueue:
         self.max_concurrent = max_concurrent
         self.max_per_lane = max_per_lane
         self.resync_seconds = resync_seconds
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(base=0.5, cap=300.0)
         self.on_dequeue = on_dequeue
         self._clock = clock
 

@@ -47,6 +47,7 @@ import anyio
 import anyio.abc
 
 from carm.accounts.rolemap import RoleArn
+from carm.backoff import exponential_delay
 from carm.clock import Clock
 from carm.observability.metrics import Metrics
 
@@ -211,8 +212,9 @@ class CredentialPolicy:
         return max(0.0, min(lifetime * self.refresh_fraction, lifetime - self.refresh_lead_seconds))
 
     def backoff(self, failures: int) -> float:
-        doubled = self.backoff_initial_seconds * 2.0 ** (failures - 1)
-        return min(doubled, self.backoff_max_seconds)
+        return exponential_delay(
+            failures, base=self.backoff_initial_seconds, cap=self.backoff_max_seconds
+        )
 
 
 @dataclass(eq=False)

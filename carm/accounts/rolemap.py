@@ -248,10 +248,6 @@ class MapKind(enum.Enum):
     def configmap_name(self) -> str:
         return str(self.value)
 
-    @property
-    def id_word(self) -> str:
-        return "account id" if self is MapKind.ACCOUNT else "team id"
-
     def valid_id(self, value: str) -> bool:
         pattern = ACCOUNT_ID_PATTERN if self is MapKind.ACCOUNT else TEAM_ID_PATTERN
         return pattern.fullmatch(value) is not None

@@ -29,8 +29,6 @@ from typing import Any
 
 from carm.accounts.rolemap import InvalidRoleArn, RoleArn, RoleEntry
 
-SELECTOR_GROUP = "services.k8s.aws"
-SELECTOR_VERSION = "v1alpha1"
 SELECTOR_KIND = "IAMRoleSelector"
 
 Labels = tuple[tuple[str, str], ...]
@@ -139,10 +137,6 @@ class RoleSelector:
             and self.matches_type(gvk)
             and _subset(self.resource_labels, resource_labels)
         )
-
-    @property
-    def uses_namespace_labels(self) -> bool:
-        return bool(self.namespace_labels)
 
 
 def _mapping(value: Any, where: str, problems: list[str]) -> Mapping[str, Any]:

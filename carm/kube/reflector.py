@@ -34,6 +34,7 @@ from typing import Protocol
 
 import anyio
 
+from carm.backoff import exponential_delay, proportional_jitter
 from carm.clock import Clock, SystemClock
 from carm.events import (
     EventSink,
@@ -76,15 +77,18 @@ class Backoff:
 
     def __init__(self, policy: BackoffPolicy, rng: random.Random | None = None) -> None:
         self.policy = policy
-        self._rng = rng or random.Random()
+        # Negative: the jitter shortens delays, so `maximum` stays a true upper bound.
+        self._jitter = proportional_jitter(-policy.jitter, rng)
         self.failures = 0
 
     def next_delay(self) -> float:
         """Delay before the next attempt; counts one more failure."""
-        policy = self.policy
-        base = min(policy.maximum, policy.initial * policy.factor**self.failures)
         self.failures += 1
-        return base * (1.0 - policy.jitter * self._rng.random())
+        policy = self.policy
+        exact = exponential_delay(
+            self.failures, base=policy.initial, cap=policy.maximum, factor=policy.factor
+        )
+        return self._jitter(exact)
 
     def reset(self) -> None:
         self.failures = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from carm.events import RawObject
@@ -36,26 +38,27 @@ class KubeResourceWriter:
             },
             {"op": "add", "path": "/spec", "value": spec},
         ]
-        try:
+        with _reconcile_errors():
             return await self._client.json_patch(
                 self._ref, meta["name"], operations, meta.get("namespace")
             )
-        except KubeApiError as error:
-            if error.conflict:
-                raise WriteConflict(str(error)) from error
-            if error.not_found:
-                raise ObjectGone(str(error)) from error
-            raise
 
     async def _patch(self, obj: RawObject, patch: RawObject, subresource: str | None) -> RawObject:
         meta = obj["metadata"]
-        try:
+        with _reconcile_errors():
             return await self._client.merge_patch(
                 self._ref, meta["name"], patch, meta.get("namespace"), subresource=subresource
             )
-        except KubeApiError as error:
-            if error.conflict:
-                raise WriteConflict(str(error)) from error
-            if error.not_found:
-                raise ObjectGone(str(error)) from error
-            raise
+
+
+@contextmanager
+def _reconcile_errors() -> Iterator[None]:
+    """The API server's 409 and 404 as the reconcile loop's WriteConflict and ObjectGone."""
+    try:
+        yield
+    except KubeApiError as error:
+        if error.conflict:
+            raise WriteConflict(str(error)) from error
+        if error.not_found:
+            raise ObjectGone(str(error)) from error
+        raise

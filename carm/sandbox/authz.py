@@ -35,7 +35,6 @@ from aiohttp import web
 
 from carm.sandbox.kubeapi.routes import parse
 
-RBAC_GROUP = "rbac.authorization.k8s.io"
 _DISCOVERY_PREFIXES = ("/api", "/apis", "/version", "/openapi", "/healthz", "/livez", "/readyz")
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade"}

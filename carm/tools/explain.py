@@ -103,7 +103,7 @@ def explain(
     resolver = resolver_for(snapshot, settings)
     outcome = resolver.resolve(namespace, resource)
     info = resolver.namespace(namespace)
-    _identity_facts(result, outcome, settings)
+    _identity_facts(result, outcome)
     _team_and_selector(result, snapshot, settings, outcome, info.team_id if info else None)
     subject = resource or {"kind": "Bucket", "metadata": {"namespace": namespace, "name": "*"}}
     placement = placement_of(subject, info, placement_defaults(settings))
@@ -128,7 +128,7 @@ def explain(
     return result
 
 
-def _identity_facts(result: Explanation, outcome: Any, settings: Settings) -> None:
+def _identity_facts(result: Explanation, outcome: Any) -> None:
     if isinstance(outcome, ResolutionError):
         kind = "needs a change" if outcome.terminal else "may pass; the controller retries"
         result.problems.append(f"{outcome.message} ({outcome.reason.value}: {kind})")

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from carm.backoff import Backoff, proportional_jitter
 from carm.clock import FakeClock
 from carm.events import ObjectKey
-from carm.queue import Backoff, QueueShutDown, WorkQueue, proportional_jitter
+from carm.queue import QueueShutDown, WorkQueue
 
 LOGS = ObjectKey("team-a", "logs")
 MEDIA = ObjectKey("team-a", "media")

@@ -74,12 +74,6 @@ class Registry:
     def get(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self._by_plural.get((group, version, plural))
 
-    def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
-        for rtype in self._by_plural.values():
-            if rtype.api_version == api_version and rtype.kind == kind:
-                return rtype
-        return None
-
     def __iter__(self) -> Iterator[ResourceType]:
         return iter(list(self._by_plural.values()))
 
