@@ -20,13 +20,13 @@ def fanout_chart(results: dict[str, dict[str, Any]], title: str, path: Path) -> 
     figure, (cdf, bars) = plt.subplots(1, 2, figsize=(11, 4.2))
     names = list(results)
     for name in names:
-        latencies = sorted(results[name].get("latencies_ms") or [])
+        latencies = sorted(ms / 1000 for ms in results[name].get("latencies_ms") or [])
         if not latencies:
             continue
         share = [(i + 1) / len(latencies) for i in range(len(latencies))]
         cdf.step(latencies, share, where="post", label=name, color=COLORS.get(name))
-    cdf.set_xscale("log")
-    cdf.set_xlabel("create-to-Synced latency (ms, log scale)")
+    cdf.set_xlim(left=0)
+    cdf.set_xlabel("create-to-Synced latency (s)")
     cdf.set_ylabel("share of Buckets synced")
     cdf.grid(True, which="both", alpha=0.3)
     cdf.legend(loc="lower right")

@@ -362,18 +362,21 @@ class TestBed:
     async def bucket_names_of(self, account: str) -> set[str]:
         return set(await self.moto.list_bucket_names(account))
 
-    async def create_aws_buckets(self, names: dict[str, list[str]], in_flight: int = 16) -> None:
-        """Create buckets directly in moto, `names` by owner account (set-up, not measured)."""
+    async def create_aws_buckets(self, names: dict[str, list[str]], in_flight: int = 32) -> None:
+        """Create buckets directly in moto, `names` by owner account (set-up, not measured):
+        every account at once, `in_flight` requests in flight in all."""
         session = aioboto3.Session()
         own = self.moto.controller_credentials
         where = {"region_name": self.moto.region, "endpoint_url": self.moto.url}
+        limit = asyncio.Semaphore(in_flight)
         async with session.client(
             "sts",
             aws_access_key_id=own.access_key_id,
             aws_secret_access_key=own.secret_access_key,
             **where,
         ) as sts:
-            for account, buckets in names.items():
+
+            async def fill(account: str, buckets: list[str]) -> None:
                 issued = (
                     await sts.assume_role(
                         RoleArn=f"arn:aws:iam::{account}:role/{INSPECTOR_ROLE}",
@@ -387,15 +390,14 @@ class TestBed:
                     aws_session_token=issued["SessionToken"],
                     **where,
                 ) as s3:
-                    pending = iter(buckets)
 
-                    async def worker(s3: Any = s3, pending: Any = pending) -> None:
-                        for name in pending:
+                    async def create(name: str) -> None:
+                        async with limit:
                             await s3.create_bucket(Bucket=name)
 
-                    async with asyncio.TaskGroup() as group:
-                        for _ in range(in_flight):
-                            group.create_task(worker())
+                    await asyncio.gather(*(create(name) for name in buckets))
+
+            await asyncio.gather(*(fill(account, buckets) for account, buckets in names.items()))
 
 
 @contextlib.contextmanager

@@ -42,7 +42,6 @@ from bench._population import (
 from bench._report import Row, Table, Target, write_json
 from bench._systems import System, run_system
 from bench._testbed import WRITE_VERBS, TestBed, classify_aws_request, test_bed
-from carm.sandbox.moto import INSPECTOR_ROLE
 
 BACKOFF = 5.0
 """carm's first AssumeRole backoff (CredentialPolicy.backoff_initial_seconds); it doubles."""
@@ -100,35 +99,35 @@ class AssumeRoleTimes:
         self.bed = bed
         self.role = role.encode()
         self.times: list[float] = []
+        self._offset = 0
 
     async def run(self) -> None:
-        offset = 0
         while True:
             await asyncio.sleep(0.2)
-            if not self.bed.recording.exists():
+            self.poll()
+
+    def poll(self) -> None:
+        """Note the calls recorded since the last poll (at the time they are seen)."""
+        if not self.bed.recording.exists():
+            return
+        data = self.bed.recording.read_bytes()[self._offset :]
+        end = data.rfind(b"\n") + 1
+        self._offset += end
+        now = time.perf_counter()
+        for line in data[:end].splitlines():
+            if b"sts" not in line:
                 continue
-            data = self.bed.recording.read_bytes()[offset:]
-            end = data.rfind(b"\n") + 1
-            offset += end
-            now = time.perf_counter()
-            for line in data[:end].splitlines():
-                if b"sts" not in line:
-                    continue
-                operation, role = classify_aws_request(orjson.loads(line))
-                if (
-                    operation == "sts:AssumeRole"
-                    and role is not None
-                    and role.encode() == self.role
-                ):
-                    self.times.append(now)
+            operation, role = classify_aws_request(orjson.loads(line))
+            if operation == "sts:AssumeRole" and role is not None and role.encode() == self.role:
+                self.times.append(now)
 
 
 async def prepare(bed: TestBed, healthy: Population, denied: Population) -> str:
     """Roles, role map, namespaces and the Deny; returns the denied role's ARN."""
     moto = bed.moto
-    for account in healthy.accounts:
-        await asyncio.to_thread(moto.create_role, account, "carm-bench")
-        await asyncio.to_thread(moto.create_role, account, INSPECTOR_ROLE)
+    await asyncio.gather(
+        *(asyncio.to_thread(moto.create_role, a, "carm-bench") for a in healthy.accounts)
+    )
     denied_role = role_arn(denied.accounts[0])
     await asyncio.to_thread(moto.deny_assume_role, denied_role)
     await asyncio.to_thread(moto.set_iam_enforcement, True)
@@ -174,10 +173,10 @@ async def measure(system: System, workdir: Path, plan: Plan) -> dict[str, Any]:
                 else:  # nothing will come after: the end of its work ends the window
                     await tracker.wait_for(keys | denied_keys, plan.window, or_failed=True)
                     await running.quiesce(bed, 0.3, plan.window)
-            await asyncio.sleep(0.3)  # the recorder poller's last round
             timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
+            times.poll()  # the calls since its last round
             calls = await bed.stop_recording()
             counts = await bed.kube.request_counts()
             cpu = running.cpu_seconds() - cpu_before

@@ -16,13 +16,16 @@ The same job as carm, the kopf way:
   that interval: kopf's idiom for carm's periodic resync.
 
 Fairness (choices that favour kopf rather than carm):
-- the same concurrency: a semaphore of `$BENCH_CONCURRENCY` around every handler's AWS work
-  (carm: `--reconcile-default-max-concurrent-syncs`). Not `settings.queueing.worker_limit`:
-  with indexes, kopf 1.45 deadlocks when more objects of an indexed kind (here namespaces)
-  exist than the limit allows workers, since each worker waits for the indexes that the
-  queued objects would fill (seen here: nothing ran for 90 s with 36 namespaces and 16);
-- kopf's Kubernetes Event posting is off (by default kopf posts an Event per handler outcome,
-  two API writes per Bucket that carm does not make);
+- the same concurrency: a semaphore of `$BENCH_CONCURRENCY` around every S3 call (carm:
+  `--reconcile-default-max-concurrent-syncs`). Credentials are fetched outside it (AssumeRole
+  is one at a time per account under the account's lock anyway): with the semaphore around
+  them, 16 handlers of a denied account waiting for its lock would starve every healthy
+  account, which kopf without a semaphore would not do. Not `settings.queueing.worker_limit`:
+  with it at 16 and 36 indexed namespaces, kopf 1.45 ran no handler at all for 90 s (seen
+  here; kopf runs no handler until its indexes are filled, and the workers appear to be
+  taken by objects waiting for that);
+- kopf's Kubernetes Event posting is off: by default kopf posts two Events per Bucket (the
+  handler's outcome and the processing's), carm one;
 - failures are retried by kopf (`kopf.TemporaryError`, its default delay of 60 s); like most
   hand-written caches, the credential cache keeps successes only.
 
@@ -174,19 +177,19 @@ async def create_bucket(
     role_map: kopf.Index[str, Any],
     **kwargs: Any,
 ) -> None:
-    async with memo.clients.calls:
-        try:
-            account, s3 = await _target(namespace, memo, owner_accounts, role_map)
+    try:
+        account, s3 = await _target(namespace, memo, owner_accounts, role_map)
+        async with memo.clients.calls:
             try:
                 await s3.create_bucket(Bucket=spec["name"])
             except ClientError as error:
                 if error.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
                     raise kopf.TemporaryError(str(error)) from error
-        except kopf.TemporaryError as error:
-            patch.status.update(failed_status("TemporaryError", str(error)))
-            owner = _first(owner_accounts, namespace or "") or ""
-            log_reconcile(f"reconcile failed: {error}", namespace or "", name, owner)
-            raise
+    except kopf.TemporaryError as error:
+        patch.status.update(failed_status("TemporaryError", str(error)))
+        owner = _first(owner_accounts, namespace or "") or ""
+        log_reconcile(f"reconcile failed: {error}", namespace or "", name, owner)
+        raise
     patch.status.update(synced_status(spec["name"], account, REGION))
     log_reconcile("synced", namespace or "", name, account)
 
@@ -200,8 +203,8 @@ async def delete_bucket(
     role_map: kopf.Index[str, Any],
     **kwargs: Any,
 ) -> None:
+    _, s3 = await _target(namespace, memo, owner_accounts, role_map)
     async with memo.clients.calls:
-        _, s3 = await _target(namespace, memo, owner_accounts, role_map)
         try:
             await s3.delete_bucket(Bucket=spec["name"])
         except ClientError as error:
@@ -223,7 +226,7 @@ if RESYNC_SECONDS > 0:
         role_map: kopf.Index[str, Any],
         **kwargs: Any,
     ) -> None:
+        account, s3 = await _target(namespace, memo, owner_accounts, role_map)
         async with memo.clients.calls:
-            account, s3 = await _target(namespace, memo, owner_accounts, role_map)
             await s3.head_bucket(Bucket=spec["name"])
         log_reconcile("synced", namespace or "", name, account)

@@ -5,7 +5,7 @@ Timings are never asserted (these machines are shared and noisy); what is assert
 each workload produces its figures and that the results are right: the buckets exist in their
 namespaces' accounts, carm re-syncs a re-mapped account with the new role and nothing else,
 carm's resync of synced Buckets writes nothing, the denied role's Buckets show the failure
-while the healthy ones sync. Runs in about 30 s (about 50 s on a loaded machine).
+while the healthy ones sync. Runs in about 20 s (35 s on a loaded machine).
 """
 
 from __future__ import annotations
