@@ -61,8 +61,9 @@ class KindManager:
             return await self._adopt(identity, aws)
         located = None if not recorded else await self.kind.locate(identity, desired, aws)
         if located is None:
-            await self.kind.create(identity, desired, aws)
-            located = await self._locate_created(identity, desired, aws)
+            located = await self.kind.create(identity, desired, aws)
+            if located is None:
+                located = await self._locate_created(identity, desired, aws)
         observed = await self.kind.read(identity, list(desired.fields), aws)
         changed = self.kind.differences(desired, observed)
         removed = sorted(_managed_before(obj) - set(desired.fields))

@@ -115,9 +115,11 @@ class AwsResource(Protocol):
         resource carm has not recorded as its own."""
         ...
 
-    async def create(self, identity: Identity, desired: Desired, aws: AwsTarget) -> None:
+    async def create(self, identity: Identity, desired: Desired, aws: AwsTarget) -> Located | None:
         """Create it (an existing resource of the same account is not an error; one owned by
-        another account is Terminal)."""
+        another account is Terminal). Return what creating it established, or None when the
+        resource already existed, so the engine locates it: a fresh create then costs one
+        call, not two."""
         ...
 
     async def read(

@@ -162,7 +162,7 @@ class Bucket:
 
     # -- writing --
 
-    async def create(self, identity: Identity, desired: Desired, aws: AwsTarget) -> None:
+    async def create(self, identity: Identity, desired: Desired, aws: AwsTarget) -> Located | None:
         name = identity["name"]
         request = {k: v for k, v in desired.create.items() if k != "region"}
         s3 = await aws.client("s3")
@@ -171,7 +171,7 @@ class Bucket:
         except ClientError as error:
             code = error_code(error)
             if code == "BucketAlreadyOwnedByYou":
-                return
+                return None  # it existed: the engine locates it to learn its region
             if code == "BucketAlreadyExists":
                 raise TerminalError(
                     f"bucket name {name!r} is taken by another AWS account (bucket names are "
@@ -182,6 +182,8 @@ class Bucket:
             raise self._error(error, f"creating bucket {name}", aws) from error
         except BotoCoreError as error:
             raise self._error(error, f"creating bucket {name}", aws) from error
+        # Created where the request asked: no HeadBucket needed to learn the region.
+        return Located({"region": str(desired.create.get("region") or aws.region)})
 
     async def apply(
         self,
