@@ -31,27 +31,40 @@ async def bound_health_address(controller: Controller) -> str:
             await anyio.sleep(0.01)
 
 
+def controller_that_cannot_sync(
+    kube_server: KubeApiServer,
+    moto_server: MotoServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    metrics_addr: str,
+) -> Controller:
+    """A controller whose Bucket cache cannot sync: listing Buckets answers 500."""
+    for name, value in moto_server.controller_env().items():
+        monkeypatch.setenv(name, value)
+    kubeconfig = tmp_path / "kubeconfig"
+    kube_server.write_kubeconfig(kubeconfig)
+    kube_server.inject_errors(verbs=["list"], status=500, plural="buckets")
+    return Controller(
+        Settings(
+            kubeconfig=str(kubeconfig),
+            aws_region="us-east-1",
+            aws_endpoint_url=moto_server.url,
+            system_namespace="ack-system",
+            metrics_addr=metrics_addr,
+            healthz_addr="127.0.0.1:0",
+        )
+    )
+
+
 async def test_readyz_is_503_until_the_caches_sync(
     kube_server: KubeApiServer,
     moto_server: MotoServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name, value in moto_server.controller_env().items():
-        monkeypatch.setenv(name, value)
-    kubeconfig = tmp_path / "kubeconfig"
-    kube_server.write_kubeconfig(kubeconfig)
-    # Buckets cannot be listed: that cache cannot sync.
-    kube_server.inject_errors(verbs=["list"], status=500, plural="buckets")
-    controller = Controller(
-        Settings(
-            kubeconfig=str(kubeconfig),
-            aws_region="us-east-1",
-            aws_endpoint_url=moto_server.url,
-            system_namespace="ack-system",
-            metrics_addr="127.0.0.1:0",
-            healthz_addr="127.0.0.1:0",
-        )
+    controller = controller_that_cannot_sync(
+        kube_server, moto_server, tmp_path, monkeypatch, metrics_addr="127.0.0.1:0"
     )
     async with anyio.create_task_group() as group, aiohttp.ClientSession(trust_env=False) as http:
         group.start_soon(controller.run)
@@ -88,20 +101,8 @@ async def test_a_stop_while_starting_ends_the_controller_at_once(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name, value in moto_server.controller_env().items():
-        monkeypatch.setenv(name, value)
-    kubeconfig = tmp_path / "kubeconfig"
-    kube_server.write_kubeconfig(kubeconfig)
-    kube_server.inject_errors(verbs=["list"], status=500, plural="buckets")
-    controller = Controller(
-        Settings(
-            kubeconfig=str(kubeconfig),
-            aws_region="us-east-1",
-            aws_endpoint_url=moto_server.url,
-            system_namespace="ack-system",
-            metrics_addr="",
-            healthz_addr="127.0.0.1:0",
-        )
+    controller = controller_that_cannot_sync(
+        kube_server, moto_server, tmp_path, monkeypatch, metrics_addr=""
     )
     with anyio.fail_after(10):
         async with anyio.create_task_group() as group:
