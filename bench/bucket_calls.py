@@ -5,16 +5,17 @@ manages (tags count as one: ACK's default resource tags are always set), and wri
 when nothing differs. ACK's s3-controller reads ListBuckets plus about 20 Gets on every
 reconcile, whatever the spec holds.
 
-For each spec profile below (from the name alone to every sub-configuration moto can hold),
-the controller runs in this process against the embedded Kubernetes API and a moto server,
-with a short resync period; the buckets are created, synced, and then left alone while their
-resyncs are counted, and the S3 calls the controller made in that window (its own
+For each spec profile below (from the name alone to every sub-configuration the sandbox's moto
+server can hold), the controller runs in this process against the embedded Kubernetes API and
+a moto server, with a short resync period; the buckets are created, synced, and then left alone
+while their resyncs are counted, and the S3 calls the controller made in that window (its own
 `ack_outbound_api_requests_total`) are divided by the reconciles. One profile runs at a time,
 so every call in a window belongs to that profile's buckets.
 
 Prints a table; writes bench/results/bucket_calls.json. `--quick` uses fewer buckets and
-resyncs. Left out of "every sub-configuration": requestPayment (moto 5.2.5 does not store it,
-so it never converges there), replication and logging (they need a second bucket set up).
+resyncs. Left out of "every sub-configuration": replication and logging (they need a second
+bucket set up). requestPayment is in it: moto lacks `?requestPayment`, and the sandbox's moto
+server adds it (carm.sandbox.moto_server).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ SUBCONFIGURATIONS: dict[str, Any] = {
     "cors": {"corsRules": [{"allowedMethods": ["GET"], "allowedOrigins": ["*"]}]},
     "website": {"indexDocument": {"suffix": "index.html"}},
     "accelerate": {"status": "Enabled"},
+    "requestPayment": {"payer": "Requester"},
     "notification": {
         "queueConfigurations": [
             {

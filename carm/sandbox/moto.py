@@ -1,7 +1,9 @@
 """A moto server in a subprocess: the sandbox's AWS, with several accounts.
 
 Why a subprocess: `moto_server` in its own process serves ~1.6x the requests per second of
-moto's in-process `ThreadedMotoServer` (which shares our GIL), and starts in ~0.3 s.
+moto's in-process `ThreadedMotoServer` (which shares our GIL), and starts in ~0.3 s. It runs as
+`python -m carm.sandbox.moto_server`: moto's own server main, plus the S3 operations the
+sandbox needs and moto lacks (GetBucketRequestPayment/PutBucketRequestPayment; see there).
 
 How the controller is account 000000000000 while assumed roles act in their own accounts
 (measured against moto 5.2.5):
@@ -38,7 +40,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -80,14 +81,11 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def _moto_server_executable() -> str:
-    beside_python = Path(sys.executable).with_name("moto_server")
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("moto_server")
-    if found is None:
-        raise MotoServerError("moto_server not found: install moto[s3,sts,iam] and flask")
-    return found
+# moto's server with the sandbox's extensions, run by this interpreter from the directory that
+# holds this `carm` package: `-m` looks in the working directory first, where a directory named
+# `carm` would otherwise shadow it.
+_EXTENDED_SERVER = [sys.executable, "-m", "carm.sandbox.moto_server"]
+_CARM_ROOT = Path(__file__).resolve().parents[2]
 
 
 class MotoServer:
@@ -287,9 +285,12 @@ class MotoServer:
         # Owned by this object until stop(): moto logs every request, keep it off our stderr.
         self._log = tempfile.TemporaryFile(prefix="moto-server-")  # noqa: SIM115
         self._port = port
+        # `executable` (a `moto_server`-like program) runs as given, without the extensions.
+        command = [self._executable] if self._executable else _EXTENDED_SERVER
         self._process = subprocess.Popen(
-            [self._executable or _moto_server_executable(), "-H", self.host, "-p", str(port)],
+            [*command, "-H", self.host, "-p", str(port)],
             env=env,
+            cwd=None if self._executable else _CARM_ROOT,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
