@@ -115,16 +115,10 @@ class Controller:
                 identity = await self._discover_identity(assumer)
                 credentials = CredentialCache(assumer, clock=self.clock, metrics=self.metrics)
                 credentials.add_listener(pool.retire)
-                gates = settings.feature_gates
+                descriptors = [c.descriptor for c in self.kind_controllers]
                 resolver = AccountResolver(
                     identity,
-                    ResolverSettings(
-                        settings.enable_carm,
-                        settings.system_namespace,
-                        team_level=gates.team_level_carm,
-                        service_level=gates.service_level_carm,
-                        selectors=gates.iam_role_selector,
-                    ),
+                    ResolverSettings.of(settings, (d.type for d in descriptors)),
                     metrics=self.metrics,
                 )
                 targets = AccountTargets(
@@ -133,7 +127,7 @@ class Controller:
                     pool,
                     clock=self.clock,
                     default_region=settings.aws_region,
-                    session_name=default_session_name(),
+                    session_name=default_session_name(d.service for d in descriptors),
                     endpoint_url=settings.aws_endpoint_url,
                     deletion_policy=settings.deletion_policy,
                 )

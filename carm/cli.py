@@ -219,7 +219,13 @@ def _add_tool_parsers(commands: Any) -> None:
         help="how a namespace (or one resource) resolves: account, role, region, ... and why",
     )
     explain.add_argument("namespace")
-    explain.add_argument("resource", nargs="?", metavar="KIND/NAME", help="e.g. bucket/my-bucket")
+    explain.add_argument(
+        "resource",
+        nargs="?",
+        metavar="KIND/NAME",
+        help="one resource of a kind carm serves, named as kubectl names it (e.g. bucket/logs, "
+        "buckets.s3.services.k8s.aws/logs); without it, the namespace as a whole",
+    )
     doctor = commands.add_parser(
         "doctor", help="check the whole CARM setup of a cluster; exits 1 when something is wrong"
     )

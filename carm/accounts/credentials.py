@@ -38,7 +38,7 @@ import math
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -62,18 +62,23 @@ _SESSION_NAME_INVALID_CHARS = re.compile(r"[^\w+=,.@-]", re.ASCII)
 
 
 def default_session_name(
-    environ: Mapping[str, str] | None = None, hostname: str | None = None
+    services: Iterable[str],
+    environ: Mapping[str, str] | None = None,
+    hostname: str | None = None,
 ) -> str:
-    """`carm-s3-<pod name>` (`$POD_NAME`, else the host name, which is the pod name in a pod).
+    """`carm-<services>-<pod name>`, e.g. `carm-s3-<pod>` for a controller of S3 kinds only
+    (`$POD_NAME`, else the host name, which is the pod name in a pod).
 
     The session name shows in the target account's CloudTrail as
-    `assumed-role/<role>/carm-s3-<pod>`: the auditor sees which controller, and which replica,
-    acted. It stays the same for the life of the process, so every resource of an account
-    shares one cached session. STS allows 2-64 of `[\\w+=,.@-]`; other characters become `-`.
+    `assumed-role/<role>/carm-s3-<pod>`: the auditor sees which controller (the AWS services
+    of its kinds, as an ACK controller's name does), and which replica, acted. It stays the
+    same for the life of the process, so every resource of an account shares one cached
+    session. STS allows 2-64 of `[\\w+=,.@-]`; other characters become `-`.
     """
     env = os.environ if environ is None else environ
     who = env.get("POD_NAME") or hostname or socket.gethostname() or "unknown"
-    return ("carm-s3-" + _SESSION_NAME_INVALID_CHARS.sub("-", who))[:64]
+    controller = "-".join(["carm", *sorted(set(services)), who])
+    return _SESSION_NAME_INVALID_CHARS.sub("-", controller)[:64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +176,16 @@ class AssumeRoleError(Exception):
         copy.__cause__ = self.__cause__
         return copy
 
+    @property
+    def summary(self) -> str:
+        """What failed, without the time of the next attempt: a condition message that stays
+        the same from one retry to the next, so retries do not rewrite the resource's status."""
+        return f"cannot assume role {self.role_arn}: {self.code}: {self.message}"
+
     def __str__(self) -> str:
-        text = f"cannot assume role {self.role_arn}: {self.code}: {self.message}"
-        if self.retry_at is not None:
-            text += f" (next attempt at {_iso(self.retry_at)})"
-        return text
+        if self.retry_at is None:
+            return self.summary
+        return f"{self.summary} (next attempt at {_iso(self.retry_at)})"
 
 
 class RoleAssumer(Protocol):

@@ -8,7 +8,8 @@ ACK's precedence, each value with the source it came from (for `carm explain`):
   `services.k8s.aws/default-region`, then `--aws-region`;
 - endpoint: the namespace's `services.k8s.aws/endpoint-url`, then `--aws-endpoint-url`;
 - deletion policy: the resource's `services.k8s.aws/deletion-policy`, then the namespace's
-  `s3.services.k8s.aws/deletion-policy`, then `--deletion-policy` (default delete).
+  `<service>.services.k8s.aws/deletion-policy` (`s3.` for a Bucket: the resource's own
+  service), then `--deletion-policy` (default delete).
 
 Where carm is stricter than ACK (each a Terminal condition naming the value and its source):
 
@@ -32,12 +33,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from carm.accounts.rules import (
+    ANY_KIND,
     DEFAULT_REGION_ANNOTATION,
     DELETION_POLICY_SUFFIX,
     ENDPOINT_URL_ANNOTATION,
     NamespaceInfo,
     Resolution,
 )
+from carm.accounts.selectors import GroupVersionKind
 from carm.events import RawObject
 from carm.settings import DELETION_POLICIES
 
@@ -57,7 +60,6 @@ class PlacementDefaults:
     region: str
     endpoint_url: str | None = None
     deletion_policy: str = "delete"
-    service: str = "s3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +93,12 @@ def deletion_policy_of(
     """(deletion policy, its source), or a Terminal problem naming a value carm will not guess."""
     annotations: dict[str, Any] = (obj.get("metadata") or {}).get("annotations") or {}
     ns = namespace or NamespaceInfo(None)
+    service = GroupVersionKind.of(obj, ANY_KIND).service
     policy, source = _first(
         (annotations.get(DELETION_POLICY_ANNOTATION), f"annotation {DELETION_POLICY_ANNOTATION}"),
         (
-            ns.deletion_policy,
-            f"namespace annotation {defaults.service}.{DELETION_POLICY_SUFFIX}",
+            ns.deletion_policy(service),
+            f"namespace annotation {service}.{DELETION_POLICY_SUFFIX}",
         ),
         (defaults.deletion_policy, "--deletion-policy"),
     )

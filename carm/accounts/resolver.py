@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 
 from carm.accounts.rolemap import MapKind, RoleMap
 from carm.accounts.rules import (
+    ANY_KIND,
     ROLE_NOT_AVAILABLE,
     ControllerIdentity,
     NamespaceInfo,
@@ -87,10 +88,10 @@ RoleMapChange = ResolutionChange
 NO_CHANGE = ResolutionChange(frozenset())
 
 
-def _placement(info: NamespaceInfo | None) -> tuple[str | None, ...]:
+def _placement(info: NamespaceInfo | None) -> tuple[object, ...]:
     if info is None:
         return (None, None, None)
-    return (info.default_region, info.endpoint_url, info.deletion_policy)
+    return (info.default_region, info.endpoint_url, info.deletion_policies)
 
 
 class AccountResolver:
@@ -154,7 +155,7 @@ class AccountResolver:
     def on_namespace(self, obj: RawObject | None, name: str) -> ResolutionChange:
         """A namespace was added, changed (`obj`) or deleted (None)."""
         before = self._namespaces.get(name)
-        after = None if obj is None else NamespaceInfo.of(obj, self._settings.service)
+        after = None if obj is None else NamespaceInfo.of(obj)
         if after is None:
             self._namespaces.pop(name, None)
         else:
@@ -225,11 +226,15 @@ class AccountResolver:
         # Candidates by the maps alone (cheap, one resolution per namespace); `affects` then
         # checks each resource with selectors, which may take it out of the maps' hands.
         plain = replace(self._settings, selectors=False)
+        kinds = [ResourceFacts(kind) for kind in plain.resource_types or (ANY_KIND,)]
         candidates = frozenset(
             name
             for name, info in self._namespaces.items()
-            if resolve(name, info, old_maps, (), self._identity, plain)
-            != resolve(name, info, new_maps, (), self._identity, plain)
+            if any(
+                resolve(name, info, old_maps, (), self._identity, plain, kind)
+                != resolve(name, info, new_maps, (), self._identity, plain, kind)
+                for kind in kinds
+            )
         )
         affects = self._differs(self._namespaces.get, old_maps, self._selector_list)
         return ResolutionChange(

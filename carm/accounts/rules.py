@@ -12,7 +12,8 @@ Sources, strongest first (ACK's precedence; each behind ACK's feature gate):
    silently manage the resource in the role's account while reporting the annotated one).
 4. No annotation: the controller's own account and credentials.
 
-With `ServiceLevelCARM=true` a map lookup tries `s3.<id>` before `<id>`.
+With `ServiceLevelCARM=true` a map lookup tries `<service>.<id>` before `<id>`, the service
+being the resource's own (`s3` for `s3.services.k8s.aws`): one role map serves every kind.
 
 Safety rules where ACK is silent (community #2011): an annotated namespace never falls back to
 the controller's own credentials, also when the annotation names the controller's own account;
@@ -27,24 +28,25 @@ and `carm explain` / `carm doctor` call the same code, so they cannot disagree.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from carm.accounts.rolemap import MapKind, RoleEntry, RoleMap, RoleMapEntryError
 from carm.accounts.selectors import GroupVersionKind, Labels, RoleSelector, labels_of
 from carm.events import RawObject
-from carm.settings import OWNER_ACCOUNT_ANNOTATION, TEAM_ID_ANNOTATION
+from carm.settings import OWNER_ACCOUNT_ANNOTATION, TEAM_ID_ANNOTATION, Settings
 
 DEFAULT_REGION_ANNOTATION = "services.k8s.aws/default-region"
 ENDPOINT_URL_ANNOTATION = "services.k8s.aws/endpoint-url"
 DELETION_POLICY_SUFFIX = "services.k8s.aws/deletion-policy"
 """The namespace's deletion policy annotation is `<service>.services.k8s.aws/deletion-policy`."""
 
+ANY_KIND = GroupVersionKind("", "", "")
+"""A resource of no particular kind: matches only IAMRoleSelectors without a type selector."""
+
 ROLE_NOT_AVAILABLE = "IAM Role is not available"
 """ACK's words for a missing mapping; kept so searches and alerts written for ACK still match."""
-
-BUCKET_TYPE = GroupVersionKind("s3.services.k8s.aws", "v1alpha1", "Bucket")
 
 
 def partition_of_region(region: str) -> str:
@@ -81,11 +83,29 @@ class ResolverSettings:
     selectors: bool = False
     """IAMRoleSelector: selectors choose the role, overriding the maps."""
 
-    service: str = "s3"
-    """ACK's service alias: the prefix of service-level keys and of the deletion policy."""
+    resource_types: tuple[GroupVersionKind, ...] = (ANY_KIND,)
+    """The kinds the controller manages (its catalog's). A role-map change is checked against
+    each, as service-level keys differ by the kind's service; the first is the kind assumed
+    for a question about a namespace rather than a resource (the work queue's account lanes,
+    `carm doctor`'s overview)."""
 
-    resource_type: GroupVersionKind = BUCKET_TYPE
-    """The kind of resources resolved when an object does not say (list items may not)."""
+    @classmethod
+    def of(cls, settings: Settings, resource_types: Iterable[GroupVersionKind]) -> ResolverSettings:
+        """What the controller's flags and feature gates say, for the kinds it manages."""
+        gates = settings.feature_gates
+        return cls(
+            settings.enable_carm,
+            settings.system_namespace,
+            team_level=gates.team_level_carm,
+            service_level=gates.service_level_carm,
+            selectors=gates.iam_role_selector,
+            resource_types=tuple(resource_types) or (ANY_KIND,),
+        )
+
+    @property
+    def resource_type(self) -> GroupVersionKind:
+        """The kind assumed when no resource is given."""
+        return self.resource_types[0] if self.resource_types else ANY_KIND
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,21 +116,36 @@ class NamespaceInfo:
     default_region: str | None = None
     team_id: str | None = None
     endpoint_url: str | None = None
-    deletion_policy: str | None = None
-    """`<service>.services.k8s.aws/deletion-policy`."""
+    deletion_policies: tuple[tuple[str, str], ...] = ()
+    """(service, value) of each `<service>.services.k8s.aws/deletion-policy`, sorted."""
     labels: Labels = ()
 
     @classmethod
-    def of(cls, obj: RawObject, service: str = "s3") -> NamespaceInfo:
+    def of(cls, obj: RawObject) -> NamespaceInfo:
         annotations: dict[str, Any] = (obj.get("metadata") or {}).get("annotations") or {}
         return cls(
             annotations.get(OWNER_ACCOUNT_ANNOTATION),
             annotations.get(DEFAULT_REGION_ANNOTATION),
             annotations.get(TEAM_ID_ANNOTATION),
             annotations.get(ENDPOINT_URL_ANNOTATION),
-            annotations.get(f"{service}.{DELETION_POLICY_SUFFIX}"),
+            _deletion_policies(annotations),
             labels_of(obj),
         )
+
+    def deletion_policy(self, service: str) -> str | None:
+        """The namespace's `<service>.services.k8s.aws/deletion-policy`, if annotated."""
+        return dict(self.deletion_policies).get(service)
+
+
+def _deletion_policies(annotations: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    suffix = "." + DELETION_POLICY_SUFFIX
+    return tuple(
+        sorted(
+            (key.removesuffix(suffix), str(value))
+            for key, value in annotations.items()
+            if key.endswith(suffix) and len(key) > len(suffix)
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +235,10 @@ def resolve(
         namespace=name,
         account_id=None,
     )
+    facts = resource or ResourceFacts(settings.resource_type)
     if settings.selectors:
         if namespace is None:  # its labels may decide which selector matches
             return unknown
-        facts = resource or ResourceFacts(settings.resource_type)
         chosen = _by_selector(name, namespace, facts, selectors)
         if chosen is not None:
             return chosen
@@ -217,8 +252,9 @@ def resolve(
         )
     if namespace is None:
         return unknown
+    service = facts.type.service if settings.service_level else None
     if settings.team_level and namespace.team_id is not None:
-        return _by_team(name, namespace.team_id, maps.teams, settings)
+        return _by_team(name, namespace.team_id, maps.teams, settings, service)
     account_id = namespace.owner_account_id
     if account_id is None:
         return Resolution(
@@ -239,7 +275,7 @@ def resolve(
             namespace=name,
             account_id=account_id,
         )
-    return _by_account(name, account_id, maps.accounts, settings)
+    return _by_account(name, account_id, maps.accounts, settings, service)
 
 
 def _where(kind: MapKind, settings: ResolverSettings) -> str:
@@ -293,7 +329,11 @@ def _by_selector(
 
 
 def _by_team(
-    name: str, team_id: str, team_map: RoleMap | None, settings: ResolverSettings
+    name: str,
+    team_id: str,
+    team_map: RoleMap | None,
+    settings: ResolverSettings,
+    service: str | None,
 ) -> Outcome:
     who = f'namespace "{name}" is annotated with team {team_id!r} ({TEAM_ID_ANNOTATION})'
     where = _where(MapKind.TEAM, settings)
@@ -317,7 +357,7 @@ def _by_team(
             "team in it",
             False,
         )
-    hit = team_map.lookup(team_id, settings.service if settings.service_level else None)
+    hit = team_map.lookup(team_id, service)
     if hit is None:
         return error(
             ResolutionReason.ROLE_NOT_AVAILABLE,
@@ -344,7 +384,11 @@ def _by_team(
 
 
 def _by_account(
-    name: str, account_id: str, account_map: RoleMap | None, settings: ResolverSettings
+    name: str,
+    account_id: str,
+    account_map: RoleMap | None,
+    settings: ResolverSettings,
+    service: str | None,
 ) -> Outcome:
     who = f'namespace "{name}" is annotated with owner account {account_id}'
     where = _where(MapKind.ACCOUNT, settings)
@@ -359,7 +403,7 @@ def _by_account(
             "account in it",
             False,
         )
-    hit = account_map.lookup(account_id, settings.service if settings.service_level else None)
+    hit = account_map.lookup(account_id, service)
     if hit is None:
         return error(
             ResolutionReason.ROLE_NOT_AVAILABLE,

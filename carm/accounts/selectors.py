@@ -44,6 +44,12 @@ class GroupVersionKind:
     def __str__(self) -> str:
         return f"{self.group}/{self.version}, Kind={self.kind}"
 
+    @property
+    def service(self) -> str:
+        """ACK's service alias: the group's first label (`s3` of `s3.services.k8s.aws`). It
+        prefixes service-level role-map keys and the namespace's deletion-policy annotation."""
+        return self.group.partition(".")[0]
+
     @classmethod
     def of(cls, obj: Mapping[str, Any], default: GroupVersionKind) -> GroupVersionKind:
         """The object's apiVersion and kind; `default` for what it lacks (list items may)."""

@@ -90,9 +90,7 @@ class AccountTargets:
         self._clock = clock
         self._session_name = session_name
         self._duration_seconds = duration_seconds
-        self._defaults = PlacementDefaults(
-            default_region, endpoint_url, deletion_policy, resolver.settings.service
-        )
+        self._defaults = PlacementDefaults(default_region, endpoint_url, deletion_policy)
 
     @property
     def defaults(self) -> PlacementDefaults:
@@ -154,7 +152,7 @@ class AccountTargets:
         try:
             return await self._credentials.get(spec)
         except AssumeRoleError as error:
-            message = f'namespace "{namespace}" ({_how(resolution)}): {error}'
+            message = f'namespace "{namespace}" ({_how(resolution)}): {error.summary}'
             if error.terminal:
                 raise TerminalError(message, reason=error.code, conditions=conditions) from error
             retry_after = None

@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from carm.accounts.selectors import GroupVersionKind
 from carm.events import RawObject
 from carm.reconcile.interfaces import AwsTarget
 
@@ -43,6 +44,17 @@ class ResourceDescriptor:
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}"
+
+    @property
+    def type(self) -> GroupVersionKind:
+        """The kind as IAMRoleSelectors and the account resolver see it."""
+        return GroupVersionKind(self.group, self.version, self.kind)
+
+    @property
+    def service(self) -> str:
+        """ACK's service alias (`s3`): it prefixes service-level role-map keys and the
+        namespace's `<service>.services.k8s.aws/deletion-policy`."""
+        return self.type.service
 
     @property
     def finalizer(self) -> str:

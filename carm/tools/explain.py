@@ -6,6 +6,10 @@ then what is wrong when it cannot resolve, and notes (ignored annotations, gates
 The answer comes from the controller's own rules fed with one read of the cluster, and takes
 the controller's flags (`--feature-gates`, `--aws-region`, ...), so pass the same ones.
 
+A namespace is explained as a resource of the first kind served, without labels, would see
+it. Kinds may differ (service-level role-map keys and the namespace's deletion policy are per
+service, selectors may choose by type): a note names every other kind that resolves otherwise.
+
 Exit status: 0 when it resolves, 1 when it does not (the problems say why).
 """
 
@@ -14,11 +18,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from carm.accounts.placement import PlacementError, account_drift, placement_of
-from carm.accounts.rules import Resolution, ResolutionError
+from carm.accounts.placement import (
+    Placement,
+    PlacementDefaults,
+    PlacementError,
+    account_drift,
+    placement_of,
+)
+from carm.accounts.resolver import AccountResolver
+from carm.accounts.rules import Outcome, Resolution, ResolutionError
 from carm.accounts.selectors import SELECTOR_KIND
 from carm.events import RawObject
+from carm.resources.kind import ResourceDescriptor
 from carm.settings import OWNER_ACCOUNT_ANNOTATION, TEAM_ID_ANNOTATION, Settings
+from carm.tools.kinds import any_resource
 from carm.tools.snapshot import ClusterSnapshot, placement_defaults, resolver_for
 
 FACTS: tuple[str, ...] = (
@@ -44,7 +57,7 @@ class Fact:
 class Explanation:
     namespace: str
     resource: str | None
-    """e.g. "Bucket/my-bucket"; None when explaining the namespace as a whole."""
+    """KIND/NAME, e.g. "Bucket/my-bucket"; None when explaining the namespace as a whole."""
     facts: dict[str, Fact] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -87,10 +100,11 @@ def explain(
     resource: RawObject | None = None,
     resource_name: str | None = None,
 ) -> Explanation:
-    """Explain `namespace`, or `resource` in it (`resource_name` names one that was not found)."""
+    """Explain `namespace`, or `resource` in it (with its apiVersion and kind);
+    `resource_name` (KIND/NAME) names one that was not found."""
     label = None
     if resource is not None:
-        label = f"{resource.get('kind') or 'Bucket'}/{resource['metadata']['name']}"
+        label = f"{resource['kind']}/{resource['metadata']['name']}"
     elif resource_name is not None:
         label = resource_name
     result = Explanation(namespace, label)
@@ -101,11 +115,11 @@ def explain(
         result.problems.append(f'{resource_name} not found in namespace "{namespace}"')
         return result
     resolver = resolver_for(snapshot, settings)
-    outcome = resolver.resolve(namespace, resource)
+    subject = resource or any_resource(snapshot.kinds[0], namespace)
+    outcome = resolver.resolve(namespace, subject)
     info = resolver.namespace(namespace)
     _identity_facts(result, outcome)
     _team_and_selector(result, snapshot, settings, outcome, info.team_id if info else None)
-    subject = resource or {"kind": "Bucket", "metadata": {"namespace": namespace, "name": "*"}}
     placement = placement_of(subject, info, placement_defaults(settings))
     if isinstance(placement, PlacementError):
         result.problems.append(placement.message)
@@ -120,12 +134,39 @@ def explain(
         drift = account_drift(resource, outcome)
         if drift is not None:
             result.problems.append(drift)
+    if resource is None:
+        _other_kinds(result, snapshot, resolver, placement_defaults(settings))
     if resource is None and any(s.resource_labels for s in resolver.selectors):
         result.notes.append(
             "some IAMRoleSelectors select by resource labels: explain one resource "
             "(KIND/NAME) to see which applies to it"
         )
     return result
+
+
+def _other_kinds(
+    result: Explanation,
+    snapshot: ClusterSnapshot,
+    resolver: AccountResolver,
+    defaults: PlacementDefaults,
+) -> None:
+    """Note the kinds served that resolve otherwise than the first one in the namespace."""
+    first, *others = snapshot.kinds
+
+    def verdict(kind: ResourceDescriptor) -> tuple[Outcome, Placement | str]:
+        subject = any_resource(kind, result.namespace)
+        placement = placement_of(subject, resolver.namespace(result.namespace), defaults)
+        # A problem's message names the kind; whether it is the same problem is its reason.
+        where = placement.reason if isinstance(placement, PlacementError) else placement
+        return resolver.resolve(result.namespace, subject), where
+
+    differing = [kind.kind for kind in others if verdict(kind) != verdict(first)]
+    if differing:
+        result.notes.append(
+            f"this is how a {first.kind} resolves here; {', '.join(differing)} resolve(s) "
+            "otherwise (per-service role-map keys, deletion policy or selectors): explain "
+            "one (KIND/NAME) to see how"
+        )
 
 
 def _identity_facts(result: Explanation, outcome: Any) -> None:

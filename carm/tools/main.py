@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 import anyio
 import orjson
 
+from carm.controllers import resource_ref
 from carm.events import RawObject
-from carm.kube.client import BUCKETS, KubeApiError, KubeClient, KubeError
+from carm.kube.client import KubeApiError, KubeClient, KubeError
+from carm.resources.kind import ResourceDescriptor
 from carm.settings import Settings
 from carm.tools.doctor import diagnose, verify_roles
-from carm.tools.explain import explain
+from carm.tools.explain import Explanation, explain
+from carm.tools.kinds import SERVED_KINDS, kind_named, served_kinds_in_words, typed
 from carm.tools.snapshot import read_cluster
 
-_BUCKET_NAMES = frozenset({"bucket", "buckets", "bucket.s3.services.k8s.aws"})
-_BUCKET_NAMES |= {"buckets.s3.services.k8s.aws"}
+
+class UnknownKind(ValueError):
+    """KIND/NAME names no kind carm serves (or no name); the message lists the kinds served."""
 
 
 def run_tool(command: str, args: argparse.Namespace, settings: Settings) -> int:
@@ -43,30 +48,44 @@ def _print(result: object, output: str) -> None:
 
 
 async def _explain(kube: KubeClient, args: argparse.Namespace, settings: Settings) -> int:
-    resource: RawObject | None = None
-    if args.resource is not None:
-        kind, _, name = str(args.resource).partition("/")
-        if kind.lower() not in _BUCKET_NAMES or not name:
-            print(
-                f"carm explain: {args.resource!r}: expected bucket/NAME (the kinds carm serves)",
-                file=sys.stderr,
-            )
-            return 2
-        try:
-            resource = await kube.get(BUCKETS, name, args.namespace)
-            resource.setdefault("kind", "Bucket")
-        except KubeApiError as error:
-            if not error.not_found:
-                raise
-    snapshot = await read_cluster(kube, settings)
-    label = None if args.resource is None else f"Bucket/{str(args.resource).partition('/')[2]}"
-    result = explain(snapshot, settings, args.namespace, resource, label)
+    try:
+        result = await explain_in_cluster(kube, settings, args.namespace, args.resource)
+    except UnknownKind as error:
+        print(f"carm explain: {error}", file=sys.stderr)
+        return 2
     _print(result, args.output)
     return 0 if result.resolved else 1
 
 
+async def explain_in_cluster(
+    kube: KubeClient,
+    settings: Settings,
+    namespace: str,
+    kind_and_name: str | None = None,
+    kinds: Sequence[ResourceDescriptor] = SERVED_KINDS,
+) -> Explanation:
+    """`carm explain NAMESPACE [KIND/NAME]` against the cluster, for the kinds served."""
+    if kind_and_name is None:
+        return explain(await read_cluster(kube, settings, kinds=kinds), settings, namespace)
+    kind_name, _, name = kind_and_name.partition("/")
+    kind = kind_named(kind_name, kinds)
+    if kind is None or not name:
+        raise UnknownKind(
+            f"{kind_and_name!r}: expected KIND/NAME, KIND one of the kinds carm serves: "
+            f"{served_kinds_in_words(kinds)}"
+        )
+    resource: RawObject | None = None
+    try:
+        resource = typed(await kube.get(resource_ref(kind), name, namespace), kind)
+    except KubeApiError as error:
+        if not error.not_found:
+            raise
+    snapshot = await read_cluster(kube, settings, kinds=kinds)
+    return explain(snapshot, settings, namespace, resource, f"{kind.kind}/{name}")
+
+
 async def _doctor(kube: KubeClient, args: argparse.Namespace, settings: Settings) -> int:
-    snapshot = await read_cluster(kube, settings, with_buckets=True)
+    snapshot = await read_cluster(kube, settings, with_resources=True)
     report = diagnose(snapshot, settings)
     if args.assume:
         from carm.accounts.clients import AwsClientPool

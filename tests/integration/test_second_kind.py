@@ -82,6 +82,8 @@ class Cloud:
     """The Widgets' AWS: fields by (account, name)."""
 
     widgets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    creators: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    """The role each widget was created with."""
 
 
 class Widget:
@@ -115,6 +117,7 @@ class Widget:
 
     async def create(self, identity: Identity, desired: Desired, aws: AwsTarget) -> None:
         self.cloud.widgets.setdefault((aws.account_id, identity["name"]), {})
+        self.cloud.creators[(aws.account_id, identity["name"])] = aws.role_arn
 
     async def read(
         self, identity: Identity, fields: Collection[str] | None, aws: AwsTarget
@@ -289,3 +292,44 @@ async def test_reannotating_a_namespace_requeues_the_resources_of_every_kind(
             assert f"created in account {A}" in terminal["message"]
             assert f"now resolves to account {B}" in terminal["message"]
         assert set(cloud.widgets) == {(A, NAME)}
+
+
+async def test_each_kind_takes_its_own_service_level_key_and_deletion_policy(
+    parts: Parts,
+) -> None:
+    """One role map and one namespace serve two services: with ServiceLevelCARM the Widget
+    (group widgets.services.k8s.aws) takes key `widgets.<id>` and the Bucket the plain key;
+    the namespace's `widgets.services.k8s.aws/deletion-policy` retains Widgets only."""
+    cloud = Cloud()
+    widget_role = f"arn:aws:iam::{A}:role/carm-widgets"
+    parts[1].install_crd(WIDGET_CRD)
+    kinds = (BUCKET_KIND, widget_kind(cloud))
+    async with running_controller(parts, "ServiceLevelCARM=true", kinds=kinds) as carm:
+        await carm.role_map({A: ROLES[A], f"widgets.{A}": widget_role})
+        await carm.namespace(
+            "prod", {OWNER: A, "widgets.services.k8s.aws/deletion-policy": "retain"}
+        )
+        await carm.bucket("prod", NAME)
+        body = {
+            "apiVersion": WIDGETS.api_version,
+            "kind": "Widget",
+            "metadata": {"name": NAME, "namespace": "prod"},
+            "spec": {"name": NAME},
+        }
+        await carm.kube.create(WIDGET_REF, body)
+        await carm.condition("prod", NAME, "ACK.ResourceSynced")
+        await widget_condition(carm.kube, "ACK.ResourceSynced")
+        assert cloud.creators == {(A, NAME): widget_role}
+        assert NAME in await carm.moto.list_bucket_names(A)  # made with ROLES[A], the s3 role
+
+        await carm.kube.delete(WIDGET_REF, NAME, "prod")
+        await carm.kube.delete(BUCKETS, NAME, "prod")
+        for ref in (WIDGET_REF, BUCKETS):
+            with pytest.raises(KubeApiError) as raised:
+                with anyio.fail_after(10):
+                    while True:
+                        await carm.kube.get(ref, NAME, "prod")
+                        await anyio.sleep(0.05)
+            assert raised.value.not_found
+        assert set(cloud.widgets) == {(A, NAME)}  # retained
+        assert NAME not in await carm.moto.list_bucket_names(A)  # deleted

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -13,10 +14,19 @@ import orjson
 import pytest
 
 from carm.cli import main
+from carm.controllers import resource_ref
+from carm.featuregates import FeatureGates
 from carm.kube.client import BUCKETS, CONFIG_MAPS, IAM_ROLE_SELECTORS, NAMESPACES, KubeClient
 from carm.resources.iamroleselector_crd import IAM_ROLE_SELECTOR_CRD
+from carm.resources.kind import ResourceDescriptor
+from carm.resources.s3.bucket import BUCKET_KIND
 from carm.sandbox.kubeapi.server import KubeApiServer
 from carm.sandbox.moto import MotoServer
+from carm.settings import Settings
+from carm.tools.doctor import diagnose
+from carm.tools.explain import Fact
+from carm.tools.main import UnknownKind, explain_in_cluster
+from carm.tools.snapshot import read_cluster
 
 A, B = "111111111111", "222222222222"
 ROLE_A = f"arn:aws:iam::{A}:role/s3"
@@ -216,3 +226,183 @@ async def test_explain_runs_as_a_command_with_a_kubeconfig(
     assert result.returncode == 0, result.stderr.decode()
     assert 'namespace "team-a": resolves' in stdout
     assert "the controller's own" in stdout
+
+
+# -- a second kind, of another service ---------------------------------------------------------
+# A test-only Queue of service sqs beside the Bucket (s3), passed to the tool functions as the
+# kinds served: what a second catalog entry gives the tools, with no edit in carm/tools.
+
+QUEUES = ResourceDescriptor("sqs.services.k8s.aws", "v1alpha1", "Queue", "queues")
+BUCKETS_AND_QUEUES = (BUCKET_KIND.descriptor, QUEUES)
+QUEUE_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"{QUEUES.plural}.{QUEUES.group}"},
+    "spec": {
+        "group": QUEUES.group,
+        "names": {"kind": "Queue", "listKind": "QueueList", "plural": "queues"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": QUEUES.version,
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+ROLE_A_SQS = f"arn:aws:iam::{A}:role/sqs"
+SQS_POLICY = "sqs.services.k8s.aws/deletion-policy"
+
+
+def service_level() -> Settings:
+    gates = FeatureGates.parse("ServiceLevelCARM=true")
+    return Settings(aws_region="us-east-1", system_namespace="ack-system", feature_gates=gates)
+
+
+async def queue(cluster: Cluster, namespace: str, name: str, owner: str | None = None) -> None:
+    body: dict[str, Any] = {
+        "apiVersion": QUEUES.api_version,
+        "kind": QUEUES.kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"queueName": name},
+    }
+    if owner is not None:  # as if the controller had created it in account `owner`
+        body["status"] = {"ackResourceMetadata": {"ownerAccountID": owner, "region": "us-east-1"}}
+    await cluster.kube.create(resource_ref(QUEUES), body)
+
+
+async def test_explain_resolves_each_kind_with_its_own_service(
+    cluster: Cluster, kube_server: KubeApiServer
+) -> None:
+    kube_server.install_crd(QUEUE_CRD)
+    await cluster.role_map({f"s3.{A}": ROLE_A, f"sqs.{A}": ROLE_A_SQS})
+    await cluster.namespace("prod", **{OWNER: A, SQS_POLICY: "retain"})
+    await cluster.bucket("prod", "logs")
+    await queue(cluster, "prod", "jobs")
+    settings = service_level()
+    where = "ConfigMap ack-system/ack-role-account-map key"
+    for name in ("queue", "queues", "Queue", f"queue.{QUEUES.group}", f"QUEUES.{QUEUES.group}"):
+        result = await explain_in_cluster(
+            cluster.kube, settings, "prod", f"{name}/jobs", kinds=BUCKETS_AND_QUEUES
+        )
+        assert (result.resource, result.problems) == ("Queue/jobs", []), name
+        assert result.facts["role"] == Fact(ROLE_A_SQS, f'{where} "sqs.{A}"')
+        assert result.facts["deletion policy"] == Fact(
+            "retain", f"namespace annotation {SQS_POLICY}"
+        )
+
+    bucket = await explain_in_cluster(
+        cluster.kube, settings, "prod", "buckets.s3.services.k8s.aws/logs", kinds=BUCKETS_AND_QUEUES
+    )
+    assert (bucket.resource, bucket.problems) == ("Bucket/logs", [])
+    assert bucket.facts["role"] == Fact(ROLE_A, f'{where} "s3.{A}"')
+    assert bucket.facts["deletion policy"] == Fact("delete", "--deletion-policy")
+
+    # The namespace as a whole is answered for the first kind, saying the other differs.
+    whole = await explain_in_cluster(cluster.kube, settings, "prod", kinds=BUCKETS_AND_QUEUES)
+    assert whole.facts["role"] == bucket.facts["role"]
+    (note,) = [n for n in whole.notes if "otherwise" in n]
+    assert "how a Bucket resolves here; Queue resolve(s) otherwise" in note
+    alone = await explain_in_cluster(cluster.kube, settings, "prod", kinds=(QUEUES,))
+    assert alone.facts["role"] == Fact(ROLE_A_SQS, f'{where} "sqs.{A}"')
+    assert not [n for n in alone.notes if "otherwise" in n]
+
+
+async def test_explain_names_the_kinds_served_when_a_kind_is_unknown(
+    cluster: Cluster, kube_server: KubeApiServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kube_server.install_crd(QUEUE_CRD)
+    await good_setup(cluster)
+    served = "bucket (buckets.s3.services.k8s.aws), queue (queues.sqs.services.k8s.aws)"
+    for wrong in ("topic/orders", "queue", "queue/", "queues.sns.services.k8s.aws/jobs"):
+        with pytest.raises(UnknownKind) as raised:
+            await explain_in_cluster(
+                cluster.kube, service_level(), "prod", wrong, kinds=BUCKETS_AND_QUEUES
+            )
+        assert served in str(raised.value), wrong
+    missing = await explain_in_cluster(
+        cluster.kube, service_level(), "prod", "queue/nope", kinds=BUCKETS_AND_QUEUES
+    )
+    assert missing.problems == ['Queue/nope not found in namespace "prod"']
+
+    # The command serves the catalog's kinds: today the Bucket, so a Queue is refused.
+    code, text = await cluster.run("explain", "prod", "queue/jobs")
+    assert (code, text) == (2, "")
+    assert "KIND one of the kinds carm serves: bucket (buckets.s3.services.k8s.aws)" in (
+        capsys.readouterr().err
+    )
+    code, text = await cluster.run("explain", "prod", "buckets.s3.services.k8s.aws/logs")
+    assert code == 0 and 'namespace "prod", Bucket/logs: resolves' in text
+
+
+async def test_doctor_checks_the_resources_and_role_map_keys_of_every_kind(
+    cluster: Cluster, kube_server: KubeApiServer
+) -> None:
+    kube_server.install_crd(QUEUE_CRD)
+    await cluster.role_map(
+        {
+            f"s3.{A}": ROLE_A,
+            f"sqs.{A}": ROLE_A_SQS,
+            f"sqs.{B}": ROLE_B,
+            f"sns.{A}": ROLE_A,  # another controller's, or a typo: carm never reads it
+        }
+    )
+    await cluster.namespace("prod", **{OWNER: A})
+    await cluster.namespace("queues-only", **{OWNER: B})
+    await cluster.namespace("policy", **{OWNER: A, SQS_POLICY: "keep"})
+    await cluster.bucket("prod", "logs")
+    await queue(cluster, "prod", "jobs", owner=B)  # created in B, now resolves to A
+    await queue(cluster, "queues-only", "work")
+    snapshot = await read_cluster(
+        cluster.kube, service_level(), kinds=BUCKETS_AND_QUEUES, with_resources=True
+    )
+    assert sorted(
+        (r["apiVersion"], r["kind"], r["metadata"]["name"]) for r in snapshot.resources
+    ) == [
+        ("s3.services.k8s.aws/v1alpha1", "Bucket", "logs"),
+        ("sqs.services.k8s.aws/v1alpha1", "Queue", "jobs"),
+        ("sqs.services.k8s.aws/v1alpha1", "Queue", "work"),
+    ]
+    report = diagnose(snapshot, service_level())
+    findings = {(f.severity, f.subject): f.message for f in report.findings}
+    keys = "ConfigMap ack-system/ack-role-account-map key"
+
+    assert "created in account 222222222222" in findings[("error", 'Queue "prod/jobs"')]
+    unknown_service = findings[("warning", f'{keys} "sns.{A}"')]
+    assert "'sns' is not the service of a kind carm serves (s3, sqs)" in unknown_service
+    # Buckets would fail in "queues-only" (no s3. or plain key for B): a warning, since its
+    # Queue resolves (sqs.B); an error would be the Queue's own.
+    no_buckets = findings[("warning", 'namespace "queues-only"')]
+    assert "a Bucket here would not resolve: IAM Role is not available" in no_buckets
+    assert "deletion policy 'keep'" in findings[("error", 'namespace "policy"')]
+    assert SQS_POLICY in findings[("error", 'namespace "policy"')]
+    flagged = {subject for _, subject in findings}
+    for fine in ('Queue "queues-only/work"', 'Bucket "prod/logs"', 'namespace "prod"'):
+        assert fine not in flagged, fine
+    for used in (f"s3.{A}", f"sqs.{A}", f"sqs.{B}"):
+        assert f'{keys} "{used}"' not in flagged, used
+    assert report.exit_code == 1
+
+    # With the Bucket alone served, the sqs keys are another service's and Queues unseen.
+    alone = diagnose(
+        await read_cluster(cluster.kube, service_level(), with_resources=True), service_level()
+    )
+    assert ("warning", f'{keys} "sqs.{B}"') in {(f.severity, f.subject) for f in alone.findings}
+    assert not [f for f in alone.findings if f.subject.startswith("Queue ")]
+
+
+async def test_doctor_says_when_the_crd_of_a_kind_served_is_missing(cluster: Cluster) -> None:
+    await good_setup(cluster)
+    snapshot = await read_cluster(
+        cluster.kube, service_level(), kinds=BUCKETS_AND_QUEUES, with_resources=True
+    )
+    report = diagnose(snapshot, service_level())
+    assert [(f.severity, f.subject) for f in report.findings] == [("error", "Queue CRD")]
+    assert "queues.sqs.services.k8s.aws is not installed" in report.findings[0].message

@@ -16,10 +16,20 @@ from carm.accounts.rules import (
     ResolutionReason,
     ResolverSettings,
 )
+from carm.accounts.selectors import GroupVersionKind
 from carm.observability.metrics import Metrics
 
 OWN = ControllerIdentity("000000000000")
-ALL_GATES = ResolverSettings(team_level=True, service_level=True, selectors=True)
+BUCKET = GroupVersionKind("s3.services.k8s.aws", "v1alpha1", "Bucket")
+QUEUE = GroupVersionKind("sqs.services.k8s.aws", "v1alpha1", "Queue")
+
+
+def gates(**enabled: bool) -> ResolverSettings:
+    """The given feature gates, for a controller serving Buckets and (another service) Queues."""
+    return ResolverSettings(resource_types=(BUCKET, QUEUE), **enabled)
+
+
+ALL_GATES = gates(team_level=True, service_level=True, selectors=True)
 ROLE_ACCOUNT = "arn:aws:iam::111111111111:role/account-level"
 ROLE_S3 = "arn:aws:iam::111111111111:role/s3-level"
 ROLE_TEAM = "arn:aws:iam::222222222222:role/team-a"
@@ -87,7 +97,7 @@ def error(resolver: AccountResolver, ns: str, obj: Any = None) -> ResolutionErro
 
 
 def test_with_every_gate_off_only_the_owner_account_counts() -> None:
-    resolver = build(ResolverSettings())
+    resolver = build(gates())
     assert resolution(resolver, "acct").role_arn == ROLE_ACCOUNT
     # The team annotation is ignored: the owner account decides.
     assert resolution(resolver, "team").role_arn == ROLE_ACCOUNT
@@ -96,14 +106,43 @@ def test_with_every_gate_off_only_the_owner_account_counts() -> None:
 
 
 def test_service_level_keys_win_over_plain_ones() -> None:
-    resolver = build(ResolverSettings(service_level=True))
+    resolver = build(gates(service_level=True))
     result = resolution(resolver, "acct")
     assert result.role_arn == ROLE_S3
     assert result.role_source == 'ConfigMap ack-system/ack-role-account-map key "s3.111111111111"'
 
 
+def queue(ns: str, name: str = "q") -> dict[str, Any]:
+    return {
+        "apiVersion": "sqs.services.k8s.aws/v1alpha1",
+        "kind": "Queue",
+        "metadata": {"namespace": ns, "name": name},
+    }
+
+
+def test_service_level_keys_are_the_resource_own_service() -> None:
+    resolver = build(gates(service_level=True))
+    role_sqs = "arn:aws:iam::111111111111:role/sqs-level"
+    added = resolver.on_role_map(
+        configmap(
+            "ack-role-account-map",
+            {
+                "111111111111": ROLE_ACCOUNT,
+                "s3.111111111111": ROLE_S3,
+                "sqs.111111111111": role_sqs,
+            },
+        )
+    )
+    # The new sqs key changes the Queues of the namespace, not its Buckets.
+    assert affected(added, [bucket("acct"), queue("acct")]) == {"acct/q"}
+    assert resolution(resolver, "acct", bucket("acct")).role_arn == ROLE_S3
+    of_queue = resolution(resolver, "acct", queue("acct"))
+    assert of_queue.role_arn == role_sqs
+    assert of_queue.role_source.endswith('key "sqs.111111111111"')
+
+
 def test_a_team_id_beats_the_owner_account_and_the_account_is_the_roles() -> None:
-    resolver = build(ResolverSettings(team_level=True))
+    resolver = build(gates(team_level=True))
     result = resolution(resolver, "team")
     assert (result.role_arn, result.account_id, result.team_id) == (
         ROLE_TEAM,
@@ -116,7 +155,7 @@ def test_a_team_id_beats_the_owner_account_and_the_account_is_the_roles() -> Non
 
 
 def test_team_errors_name_the_team_map() -> None:
-    resolver = build(ResolverSettings(team_level=True))
+    resolver = build(gates(team_level=True))
     resolver.on_namespace(namespace("other", team="team-z"), "other")
     missing = error(resolver, "other")
     assert missing.reason is ResolutionReason.ROLE_NOT_AVAILABLE and not missing.terminal
@@ -142,7 +181,7 @@ def test_a_matching_selector_overrides_every_map_and_sets_the_account() -> None:
 
 
 def test_selectors_apply_even_with_carm_disabled() -> None:
-    resolver = build(ResolverSettings(carm_enabled=False, selectors=True))
+    resolver = build(gates(carm_enabled=False, selectors=True))
     resolver.on_selector(
         selector("by-label", resourceLabelSelector={"matchLabels": {"t": "x"}}), "by-label"
     )
@@ -221,7 +260,7 @@ def test_a_selector_affects_exactly_the_resources_it_matches_before_or_after() -
 
 
 def test_a_selector_change_with_the_gate_off_affects_nothing() -> None:
-    resolver = build(ResolverSettings())
+    resolver = build(gates())
     change = resolver.on_selector(selector("all"), "all")
     assert affected(change, BUCKETS) == set()
 
@@ -256,7 +295,7 @@ def test_unusable_entries_are_logged_once_per_key_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     metrics = Metrics()
-    resolver = AccountResolver(OWN, ResolverSettings(), metrics=metrics)
+    resolver = AccountResolver(OWN, gates(), metrics=metrics)
     with caplog.at_level(logging.WARNING, logger="carm.accounts.resolver"):
         resolver.on_role_map(
             configmap("ack-role-account-map", {"111111111111": "nope", "prod": ROLE_ACCOUNT})

@@ -444,15 +444,18 @@ def test_session_specs_are_validated() -> None:
         SessionSpec(ROLE_B, "carm-s3-test", duration_seconds=600)
 
 
-def test_the_session_name_names_the_pod() -> None:
-    assert default_session_name({"POD_NAME": "ack-s3-controller-7d9f8-x2x"}) == (
+def test_the_session_name_names_the_services_and_the_pod() -> None:
+    assert default_session_name(["s3"], {"POD_NAME": "ack-s3-controller-7d9f8-x2x"}) == (
         "carm-s3-ack-s3-controller-7d9f8-x2x"
     )
-    assert default_session_name({}, hostname="host name/with:odd chars") == (
+    assert default_session_name(["sqs", "s3", "s3"], {"POD_NAME": "carm-0"}) == (
+        "carm-s3-sqs-carm-0"
+    )
+    assert default_session_name(["s3"], {}, hostname="host name/with:odd chars") == (
         "carm-s3-host-name-with-odd-chars"
     )
-    assert len(default_session_name({"POD_NAME": "p" * 200})) == 64
-    SessionSpec(ROLE_B, default_session_name({}))  # whatever the host, a valid name
+    assert len(default_session_name(["s3"], {"POD_NAME": "p" * 200})) == 64
+    SessionSpec(ROLE_B, default_session_name(["s3"], {}))  # whatever the host, a valid name
 
 
 class LyingAssumer(FakeAssumer):

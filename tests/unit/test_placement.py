@@ -23,6 +23,7 @@ def bucket(
     annotations: dict[str, str] | None = None, status: dict[str, str] | None = None
 ) -> dict[str, Any]:
     obj: dict[str, Any] = {
+        "apiVersion": "s3.services.k8s.aws/v1alpha1",
         "kind": "Bucket",
         "metadata": {"namespace": "prod", "name": "logs", "annotations": annotations or {}},
     }
@@ -47,7 +48,7 @@ NS = NamespaceInfo(
     "111111111111",
     default_region="eu-west-1",
     endpoint_url="http://s3.internal:9000",
-    deletion_policy="retain",
+    deletion_policies=(("s3", "retain"),),
 )
 
 
@@ -84,6 +85,36 @@ def test_the_resource_beats_the_namespace() -> None:
     assert result.deletion_policy_source == "annotation services.k8s.aws/deletion-policy"
 
 
+def test_the_namespace_deletion_policy_is_read_for_the_resource_own_service() -> None:
+    namespace = NamespaceInfo.of(
+        {
+            "metadata": {
+                "name": "prod",
+                "annotations": {
+                    "sqs.services.k8s.aws/deletion-policy": "retain",
+                    "services.k8s.aws/deletion-policy": "retain",  # a resource's, not a namespace's
+                },
+            }
+        }
+    )
+    assert namespace.deletion_policies == (("sqs", "retain"),)
+    the_bucket = placed(bucket(), namespace)
+    assert (the_bucket.deletion_policy, the_bucket.deletion_policy_source) == (
+        "delete",
+        "--deletion-policy",
+    )
+    queue = {
+        "apiVersion": "sqs.services.k8s.aws/v1alpha1",
+        "kind": "Queue",
+        "metadata": {"namespace": "prod", "name": "jobs"},
+    }
+    the_queue = placed(queue, namespace)
+    assert (the_queue.deletion_policy, the_queue.deletion_policy_source) == (
+        "retain",
+        "namespace annotation sqs.services.k8s.aws/deletion-policy",
+    )
+
+
 def test_the_recorded_region_beats_everything_and_a_changed_default_is_only_advice() -> None:
     obj = bucket(status={"region": "us-east-1", "ownerAccountID": "111111111111"})
     result = placed(obj, NS)
@@ -110,7 +141,7 @@ def test_a_region_annotation_that_contradicts_the_recorded_region_is_drift() -> 
         ({"services.k8s.aws/deletion-policy": "Retain"}, None, "InvalidDeletionPolicy", "'Retain'"),
         (
             {},
-            NamespaceInfo(None, deletion_policy="keep"),
+            NamespaceInfo(None, deletion_policies=(("s3", "keep"),)),
             "InvalidDeletionPolicy",
             "'keep' (from namespace annotation s3.services.k8s.aws/deletion-policy)",
         ),

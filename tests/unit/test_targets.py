@@ -61,7 +61,11 @@ def namespace(name: str, **annotations: str) -> dict[str, Any]:
 
 def bucket(namespace: str, region: str | None = None) -> dict[str, Any]:
     annotations = {"services.k8s.aws/region": region} if region else {}
-    return {"metadata": {"name": "logs", "namespace": namespace, "annotations": annotations}}
+    return {
+        "apiVersion": "s3.services.k8s.aws/v1alpha1",
+        "kind": "Bucket",
+        "metadata": {"name": "logs", "namespace": namespace, "annotations": annotations},
+    }
 
 
 @pytest.fixture
@@ -163,6 +167,20 @@ async def test_a_denied_role_is_recoverable_after_the_backoff_and_names_everythi
         f'namespace "denied" (owner account 222222222222): cannot assume role {ROLE_DENIED}: '
         "AccessDenied: not authorized"
     )
+
+
+async def test_retries_of_a_denied_role_keep_one_message_so_status_is_not_rewritten(
+    targets: AccountTargets, sts: Sts, clock: FakeClock
+) -> None:
+    messages = []
+    for _ in range(2):
+        with pytest.raises(RecoverableError) as caught:
+            await targets.target_for(bucket("denied"))
+        messages.append(caught.value.message)
+        await clock.advance(60)  # past the backoff: the next get calls STS again, and fails again
+    assert len(sts.calls) == 2
+    assert messages[0] == messages[1]
+    assert "next attempt" not in messages[0]  # when is retry_after's job, not the message's
 
 
 async def test_the_targets_satisfy_the_reconcile_interfaces(targets: AccountTargets) -> None:
