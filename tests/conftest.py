@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from carm.sandbox.moto import MotoServer
+from tests.pki import Pki, make_pki
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +23,9 @@ def moto_server(moto_process: MotoServer) -> MotoServer:
     controller user (account 000000000000) re-created with the same access key."""
     moto_process.reset()
     return moto_process
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throwaway CA with a server certificate for 127.0.0.1 and a client certificate."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

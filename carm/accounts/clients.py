@@ -13,6 +13,10 @@ such clients are closed only after `retire_grace_seconds`, when the pool next ha
 client (or on `aclose`). Clients asked for later with retired credentials are retired from the
 start.
 
+TLS: the pool's clients share their SSL contexts (`TlsContexts`, carm/accounts/tls.py): one
+per CA bundle and client certificate, not one per client. `client_config` keeps its options;
+the pool only adds its session class to it.
+
 Metrics: a botocore `after-call` / `after-call-error` hook on every client counts each API call
 (once per call, not per retry) in ACK's `ack_outbound_api_requests_total` and, for HTTP
 statuses >= 300 or calls without a response, `ack_outbound_api_requests_error_total`.
@@ -31,6 +35,7 @@ import aioboto3
 import anyio
 
 from carm.accounts.credentials import AwsCredentials
+from carm.accounts.tls import TlsContexts
 from carm.clock import Clock
 from carm.observability.metrics import OUTBOUND_ERROR_NO_STATUS, Metrics
 
@@ -92,7 +97,9 @@ class AwsClientPool:
         self._clock = clock
         self._session = session if session is not None else aioboto3.Session()
         self._metrics = metrics if metrics is not None else Metrics()
-        self._client_config = client_config
+        self.tls_contexts = TlsContexts()
+        """The SSL contexts every client of the pool shares."""
+        self._client_config = self.tls_contexts.client_config(client_config)
         self._grace = retire_grace_seconds
         self._clients: dict[_ClientKey, _PooledClient] = {}
         self._retired_keys: dict[str, float] = {}  # access key id -> expiration (wall)

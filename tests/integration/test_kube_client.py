@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import ssl
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import orjson
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes_asyncio.config import incluster_config
 
 from carm.events import RawObject
@@ -31,6 +24,7 @@ from carm.kube.client import (
     KubeConnectionError,
 )
 from carm.sandbox.kubeapi.server import KubeApiServer
+from tests.pki import Pki
 
 
 def config_map(name: str, namespace: str = "team-a", **data: str) -> RawObject:
@@ -347,83 +341,6 @@ async def test_token_is_sent_and_reloaded_after_a_401(tmp_path: Path) -> None:
 
 # TLS: a stub HTTPS server with its own CA, reached in-cluster style and through a kubeconfig
 # with a client certificate.
-
-
-@dataclass
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _issue(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-    usage: x509.ObjectIdentifier | None,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (name, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), False
-        )
-    )
-    if usage is None:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        builder = builder.add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False), True
-        )
-    else:
-        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), False)
-        if usage == ExtendedKeyUsageOID.SERVER_AUTH:
-            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-            builder = builder.add_extension(san, False)
-    return builder.sign(signing_key, hashes.SHA256())
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    root = tmp_path_factory.mktemp("pki")
-
-    def write(name: str, data: bytes) -> Path:
-        path = root / name
-        path.write_bytes(data)
-        return path
-
-    def pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _issue("carm-test-ca", ca_key, None, None)
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = _issue("apiserver", server_key, (ca, ca_key), ExtendedKeyUsageOID.SERVER_AUTH)
-    client_key = ec.generate_private_key(ec.SECP256R1())
-    client = _issue("carm", client_key, (ca, ca_key), ExtendedKeyUsageOID.CLIENT_AUTH)
-    pem = serialization.Encoding.PEM
-    return Pki(
-        ca=write("ca.crt", ca.public_bytes(pem)),
-        server_cert=write("server.crt", server.public_bytes(pem)),
-        server_key=write("server.key", pem_key(server_key)),
-        client_cert=write("client.crt", client.public_bytes(pem)),
-        client_key=write("client.key", pem_key(client_key)),
-    )
 
 
 @asynccontextmanager

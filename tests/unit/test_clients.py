@@ -91,10 +91,11 @@ async def test_one_client_per_credentials_region_endpoint_and_service(
     ]
     assert len({id(client) for client in [first, *others]}) == 6
     assert len(pool) == 6
+    config = first.options.pop("config")
+    assert all(client.options["config"] is config for client in others)  # with the TLS contexts
     assert first.options == {
         "region_name": "us-east-1",
         "endpoint_url": None,
-        "config": None,
         "aws_access_key_id": "ASIAFAKE000000000001",
         "aws_secret_access_key": "secret-1",
         "aws_session_token": "token-1",
