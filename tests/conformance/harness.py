@@ -375,8 +375,8 @@ class EmbeddedThread:
 def manifest(*objects: dict[str, Any]) -> str:
     """Objects as a multi-document YAML stream (of JSON documents) for `kubectl apply -f -`.
 
-    Not a `kind: List`: kubectl validates a List against /openapi/v2, which the embedded
-    server does not serve (see docs/kubeapi-conformance.md).
+    Not a `kind: List`, whose items kubectl validates itself against /openapi/v2 rather than
+    leaving it to the server; test_kubectl_list_manifests.py covers that path.
     """
     return "".join(f"---\n{json.dumps(obj)}\n" for obj in objects)
 

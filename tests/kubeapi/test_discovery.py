@@ -1,14 +1,18 @@
-"""Discovery, OpenAPI v3 and health: what kubectl and kubernetes_asyncio read first."""
+"""Discovery, OpenAPI v2 and v3, and health: what kubectl and kubernetes_asyncio read first."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from kubernetes_asyncio import client
 
-from .conftest import GROUP, VERSION
+from carm.sandbox.kubeapi.server import KubeApiServer
+
+from .conftest import GADGET_CRD, GROUP, VERSION
 
 AGGREGATED = (
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
@@ -120,6 +124,113 @@ async def test_openapi_hash_changes_with_served_kinds(
     assert after["paths"]["api/v1"]["serverRelativeURL"] != before
 
 
-async def test_openapi_v2_is_not_served(http: aiohttp.ClientSession) -> None:
-    async with http.get("/openapi/v2") as response:
-        assert response.status == 404
+PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+@pytest.mark.parametrize(
+    ("accept", "served"),
+    [
+        ("*/*", "application/json"),
+        ("application/json", "application/json"),
+        ("application/com.github.proto-openapi.spec.v2@v1.0+protobuf", PROTOBUF_V2),
+        (PROTOBUF_V2, PROTOBUF_V2),
+        (f"application/json;q=0.5, {PROTOBUF_V2}", PROTOBUF_V2),
+        ("application/*", "application/json"),
+    ],
+)
+async def test_openapi_v2_encoding_follows_accept(
+    http: aiohttp.ClientSession, accept: str, served: str
+) -> None:
+    async with http.get("/openapi/v2", headers={"Accept": accept}) as response:
+        body = await response.read()
+        assert response.status == 200
+        assert response.headers["Content-Type"] == served
+        assert response.headers["Vary"] == "Accept"
+    if served == PROTOBUF_V2:
+        assert body.startswith(b"\n\x032.0")  # field 1 (swagger) = "2.0"
+    else:
+        assert orjson.loads(body)["swagger"] == "2.0"
+
+
+async def test_openapi_v2_refuses_other_encodings(http: aiohttp.ClientSession) -> None:
+    async with http.get("/openapi/v2", headers={"Accept": "application/yaml"}) as response:
+        assert response.status == 406
+        assert await response.read() == b""
+
+
+async def test_openapi_v2_etag_is_shared_and_revalidates(http: aiohttp.ClientSession) -> None:
+    async with http.get("/openapi/v2", headers={"Accept": "application/json"}) as response:
+        etag = response.headers["ETag"]
+    async with http.get("/openapi/v2", headers={"Accept": PROTOBUF_V2}) as response:
+        assert response.headers["ETag"] == etag
+    async with http.get(
+        "/openapi/v2", headers={"Accept": PROTOBUF_V2, "If-None-Match": etag}
+    ) as response:
+        assert response.status == 304
+        assert await response.read() == b""
+
+
+@pytest.mark.usefixtures("crd")
+async def test_openapi_v2_publishes_custom_schemas_as_the_apiserver_does(
+    http: aiohttp.ClientSession,
+) -> None:
+    document = await get_json(http, "/openapi/v2")
+
+    gadget = document["definitions"][f"dev.carm.test.{VERSION}.Gadget"]
+    spec = gadget["properties"]["spec"]
+    assert gadget["x-kubernetes-group-version-kind"] == [
+        {"group": GROUP, "version": VERSION, "kind": "Gadget"}
+    ]
+    assert gadget["properties"]["metadata"] == {
+        "$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    }
+    assert spec["required"] == ["name"]
+    assert spec["properties"]["size"] == {"type": "integer", "minimum": 1, "maximum": 10}
+    assert spec["properties"]["note"] == {}  # nullable: untyped, kubectl accepts null
+    assert spec["properties"]["enabled"] == {"type": "boolean"}  # defaults are pruned
+    assert spec["properties"]["extra"] == {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    assert spec["properties"]["tags"]["items"]["required"] == ["key"]
+    patch = document["paths"][f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/gadgets/{{name}}"][
+        "patch"
+    ]
+    assert "application/merge-patch+json" in patch["consumes"]
+    assert {"name": "fieldValidation", "in": "query", "type": "string", "uniqueItems": True} in (
+        patch["parameters"]
+    )
+    assert patch["x-kubernetes-group-version-kind"]["kind"] == "Gadget"
+
+
+async def test_openapi_v2_schemaless_roots_accept_any_field(
+    http: aiohttp.ClientSession, kubeapi: KubeApiServer
+) -> None:
+    crd = copy.deepcopy(GADGET_CRD)
+    crd["metadata"]["name"] = f"blobs.{GROUP}"
+    crd["spec"]["names"] = {"kind": "Blob", "plural": "blobs", "singular": "blob"}
+    crd["spec"]["versions"][0]["schema"] = {
+        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    }
+    kubeapi.install_crd(crd)
+
+    document = await get_json(http, "/openapi/v2")
+
+    # Listing apiVersion, kind and metadata would make kubectl refuse every other field.
+    assert document["definitions"][f"dev.carm.test.{VERSION}.Blob"] == {
+        "type": "object",
+        "x-kubernetes-group-version-kind": [{"group": GROUP, "version": VERSION, "kind": "Blob"}],
+    }
+
+
+async def test_openapi_v2_built_in_kinds_keep_their_go_types(http: aiohttp.ClientSession) -> None:
+    document = await get_json(http, "/openapi/v2")
+
+    lease_gvk = [{"group": "coordination.k8s.io", "version": "v1", "kind": "Lease"}]
+    (lease,) = (
+        schema
+        for schema in document["definitions"].values()
+        if schema.get("x-kubernetes-group-version-kind") == lease_gvk
+    )
+    # A Go pointer is nullable in the v3 stand-in; its v2 schema keeps the type.
+    assert lease["properties"]["spec"]["properties"]["holderIdentity"] == {"type": "string"}

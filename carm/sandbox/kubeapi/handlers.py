@@ -17,7 +17,7 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from carm.sandbox.kubeapi import discovery, openapi, protobuf, routes
+from carm.sandbox.kubeapi import discovery, openapi, openapi_v2, protobuf, routes
 from carm.sandbox.kubeapi.errors import (
     ApiError,
     bad_request,
@@ -139,6 +139,8 @@ class ApiHandler:
             return json_response(discovery.api_versions(request.host))
         if path == "/apis":
             return json_response(discovery.api_group_list(self.registry))
+        if path == "/openapi/v2":
+            return self._openapi_v2(request)
         if path == "/openapi/v3":
             return json_response(openapi.index(self.registry))
         if path.startswith("/openapi/v3/"):
@@ -161,6 +163,17 @@ class ApiHandler:
                 raise path_not_found()
             return json_response(listed)
         return None
+
+    def _openapi_v2(self, request: web.Request) -> web.Response:
+        """JSON or protobuf by `Accept`, 406 (empty) for anything else, 304 on a matching ETag."""
+        rendered = openapi_v2.render(self.registry, request.headers.get("Accept", ""))
+        if rendered is None:
+            return web.Response(status=406, headers={"Vary": "Accept"})
+        etag = f'"{rendered.etag}"'
+        headers = {"Vary": "Accept", "ETag": etag, "Content-Type": rendered.content_type}
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=rendered.body, headers=headers)
 
     @staticmethod
     def _scope_fits(rtype: ResourceType, target: routes.Target) -> bool:

@@ -4,7 +4,8 @@ kubectl 1.32 reads `/openapi/v3`, follows the `serverRelativeURL` of the object'
 and looks for an operation on the kind (matched by `x-kubernetes-group-version-kind`) that
 takes a `fieldValidation` query parameter. Finding one, it sends the object with
 `fieldValidation=Strict` and leaves validation to this server (see FACTS.md). Each document
-also carries the kinds' schemas under `components`, for `kubectl explain`.
+also carries the kinds' schemas under `components`, for `kubectl explain`. A manifest of
+`kind: List` is the exception, validated by kubectl itself against openapi_v2.py's document.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ _STRING_MAP: dict[str, Any] = {"type": "object", "additionalProperties": _STRING
 
 # kubectl computes strategic merge patches of built-in kinds from these schemas: it needs the
 # metadata fields and their patch strategies.
-_OBJECT_META_SCHEMA: dict[str, Any] = {
+OBJECT_META_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "name": _STRING,
@@ -193,7 +194,7 @@ def document(registry: Registry, gv_path: str) -> dict[str, Any] | None:
     if not served:
         return None
     paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {OBJECT_META: _OBJECT_META_SCHEMA}
+    schemas: dict[str, Any] = {OBJECT_META: OBJECT_META_SCHEMA}
     for rtype in served:
         paths.update(_paths(rtype))
         schemas[schema_name(rtype)] = _component(rtype)
