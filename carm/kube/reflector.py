@@ -362,6 +362,9 @@ class Reflector:
     # ---- helpers
 
     def _publish(self, event_type: EventType, obj: RawObject) -> None:
+        # A real apiserver sends managedFields with every object: often larger than the spec,
+        # never read by carm (it writes with patches), so caches would hold them for nothing.
+        (obj.get("metadata") or {}).pop("managedFields", None)
         self._sink.publish(WatchEvent(self.kind, event_type, obj))
 
     async def _pause(self, exc: KubeError, step: str) -> None:

@@ -256,6 +256,20 @@ async def test_watch_events_are_published_and_move_the_resource_version() -> Non
         assert rig.reflector.known_keys == {ObjectKey("team-a", "a")}
 
 
+async def test_managed_fields_are_not_published_from_lists_or_watches() -> None:
+    managed = [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]
+    listed = bucket("a", "1")
+    listed["metadata"]["managedFields"] = managed
+    async with running(listed) as rig:
+        watched = bucket("b", "101")
+        watched["metadata"]["managedFields"] = managed
+        rig.watch.push("ADDED", watched)
+        await rig.clock.settle()
+        published = [e.obj for e in rig.sink.events if isinstance(e, WatchEvent)]
+        assert [o["metadata"]["name"] for o in published] == ["a", "b"]
+        assert all("managedFields" not in o["metadata"] for o in published)
+
+
 async def test_a_broken_stream_resumes_after_the_last_event() -> None:
     async with running() as rig:
         rig.watch.push("ADDED", bucket("b", "101"))
