@@ -237,6 +237,7 @@ class ApiHandler:
             field_validation=query.get("fieldValidation") or "Warn",
             dry_run=bool(query.getall("dryRun", [])),
             field_manager=query.get("fieldManager", ""),
+            force=query.get("force", "") in ("true", "1"),
         )
         if verb == "create":
             outcome = self.verbs.create(

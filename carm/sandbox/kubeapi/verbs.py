@@ -32,7 +32,8 @@ from typing import Any
 import orjson
 import yaml
 
-from carm.sandbox.kubeapi import crds, schema, strategies
+from carm.sandbox.kubeapi import crds, managed_fields, schema, strategies
+from carm.sandbox.kubeapi.apply import server_side_apply
 from carm.sandbox.kubeapi.errors import (
     already_exists,
     bad_request,
@@ -57,6 +58,7 @@ from carm.sandbox.kubeapi.metadata import (
 from carm.sandbox.kubeapi.patch import json_patch, merge_patch, strategic_merge_patch
 from carm.sandbox.kubeapi.registry import Registry, ResourceType
 from carm.sandbox.kubeapi.selectors import Predicate
+from carm.sandbox.kubeapi.shapes import Shape
 from carm.sandbox.kubeapi.storage import ResourceKey, Store
 
 NAMESPACES: ResourceKey = ("", "namespaces")
@@ -75,6 +77,7 @@ class WriteOptions:
     field_validation: str = "Warn"  # the apiserver's default when the request names none
     dry_run: bool = False
     field_manager: str = ""
+    force: bool = False  # apply only: take fields other managers own
 
 
 @dataclass(slots=True)
@@ -223,6 +226,8 @@ class Verbs:
         self._admit_create(rtype, namespace, meta.get("name") or meta["generateName"])
         for key in (*SERVER_OWNED_META, "resourceVersion", "generation", "selfLink"):
             meta.pop(key, None)
+        requested = meta.get("managedFields")
+        _set_entries(meta, managed_fields.after_write(requested, None, subresource=None))
         strategies.prepare_create(rtype, obj)
         if rtype.custom:
             schema.apply_defaults(rtype.schema, obj)
@@ -360,7 +365,7 @@ class Verbs:
         options: WriteOptions,
         subresource: str | None,
     ) -> Outcome:
-        """Server-side apply, simplified: create when missing, else a merge patch."""
+        """Server-side apply with field ownership (see apply.py)."""
         if not options.field_manager:
             raise bad_request(
                 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
@@ -372,14 +377,47 @@ class Verbs:
             raise bad_request(f"error decoding YAML: {error}") from None
         if not isinstance(applied, dict):
             raise bad_request("apply patch must be an object")
+        config = self._body(rtype, applied)
+        meta = config["metadata"]
+        if meta.get("managedFields") is not None:
+            raise bad_request("metadata.managedFields must be nil")
+        if meta.get("name") and meta["name"] != name:
+            raise bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL "
+                f"({name})"
+            )
+        meta["name"] = name
+        self._place(rtype, namespace, meta)
+        warnings = self._decode(rtype, config, options)
         old = self.store.get(rkey(rtype), namespace, name)
+        if old is None and subresource is not None:
+            raise not_found(rtype, name)
+        wanted = meta.get("resourceVersion")
+        if old is not None and wanted and wanted != old["metadata"]["resourceVersion"]:
+            raise conflict(rtype, name)
+        if rtype.has_status:
+            # What the written part cannot change is not applied (the apiserver's reset fields).
+            if subresource == "status":
+                kept = ("apiVersion", "kind", "status")
+                config = {key: config[key] for key in kept if key in config}
+                config["metadata"] = {"name": name}
+            else:
+                config.pop("status", None)
+        obj = server_side_apply(
+            present(rtype, old) if old is not None else None,
+            config,
+            applier=(options.field_manager, subresource or ""),
+            api_version=rtype.api_version,
+            shape=Shape.of_kind(rtype.schema, rtype.extra.get("merge_keys")),
+            force=options.force,
+            now=now_rfc3339(),
+        )
         if old is None:
-            if subresource is not None:
-                raise not_found(rtype, name)
-            applied.setdefault("metadata", {})["name"] = name
-            return self.create(rtype, namespace, applied, options)
-        patched = merge_patch(deep_copy(present(rtype, old)), applied)
-        return self._write_patched(rtype, old, patched, options, subresource)
+            outcome = self.create(rtype, namespace, obj, options)
+        else:
+            outcome = self._replace(rtype, old, obj, options, subresource, [], applied=True)
+        outcome.warnings[:0] = warnings
+        return outcome
 
     def _replace(
         self,
@@ -389,7 +427,10 @@ class Verbs:
         options: WriteOptions,
         subresource: str | None,
         warnings: list[str],
+        *,
+        applied: bool = False,
     ) -> Outcome:
+        requested = obj["metadata"].get("managedFields")
         new = self._merge_subresource(rtype, old, obj, subresource)
         meta = new["metadata"]
         old_meta = old["metadata"]
@@ -403,6 +444,13 @@ class Verbs:
             strategies.prepare_update(rtype, old, new)
             if rtype.custom:
                 schema.apply_defaults(rtype.schema, new)
+        if applied:  # server_side_apply worked out the entries
+            _set_entries(meta, requested)
+        else:
+            entries = managed_fields.after_write(
+                requested, old_meta.get("managedFields"), subresource=subresource
+            )
+            _set_entries(meta, managed_fields.forget_removed(entries, new, subresource=subresource))
         self._validate(rtype, new, old)
         strategies.after_validation(rtype, old, new)
         if rtype.extra.get("generation") and spec_changed(
@@ -734,6 +782,13 @@ class Verbs:
         resource = (crd["spec"]["group"], crd["spec"]["names"]["plural"])
         self.store.drop_collection(resource)
         self._on_unserved(resource)
+
+
+def _set_entries(meta: dict[str, Any], entries: Any) -> None:
+    if entries:
+        meta["managedFields"] = entries
+    else:
+        meta.pop("managedFields", None)
 
 
 def _check_meta_types(rtype: ResourceType, meta: dict[str, Any]) -> None:
