@@ -248,3 +248,39 @@ spec:
     out = account.kubectl("get", "bucket", "kept", "-n", NAMESPACE, check=False)
     assert "NotFound" in out or "not found" in out  # the finalizer is gone
     assert "carm-e2e-kept" in account.buckets_of(ACCOUNT)  # and the bucket is not
+
+
+def test_a_field_dropped_from_a_server_side_apply_is_removed_in_aws(account: Sandbox) -> None:
+    """GitOps tools apply server-side: the API server drops a field its manager no longer
+    applies, and carm then removes that sub-configuration in AWS."""
+
+    def manifest(cors: bool) -> str:
+        spec = "  name: carm-e2e-ssa\n"
+        if cors:
+            spec += (
+                "  cors:\n    corsRules:\n      - allowedMethods: [GET]\n"
+                '        allowedOrigins: ["https://example.com"]\n'
+            )
+        return (
+            "apiVersion: s3.services.k8s.aws/v1alpha1\nkind: Bucket\n"
+            f"metadata:\n  name: ssa\n  namespace: {NAMESPACE}\nspec:\n{spec}"
+        )
+
+    def cors_rules() -> list[dict[str, Any]] | None:
+        try:
+            rules: list[dict[str, Any]] = s3.get_bucket_cors(Bucket="carm-e2e-ssa")["CORSRules"]
+        except s3.exceptions.ClientError as error:
+            if error.response["Error"]["Code"] == "NoSuchCORSConfiguration":
+                return None
+            raise
+        return rules
+
+    s3 = s3_of(account)
+    apply = ("apply", "--server-side", "--field-manager", "gitops", "-f", "-")
+    account.kubectl(*apply, stdin=manifest(cors=True))
+    wait_for(lambda: cors_rules() is not None, "the CORS rules in S3")
+    assert cors_rules() == [{"AllowedMethods": ["GET"], "AllowedOrigins": ["https://example.com"]}]
+
+    account.kubectl(*apply, stdin=manifest(cors=False))
+    assert "cors" not in account.get("bucket", "ssa", NAMESPACE)["spec"]
+    wait_for(lambda: cors_rules() is None, "the CORS rules removed in S3")
