@@ -17,19 +17,36 @@ the files itself; `SSLKEYLOGFILE`, read when a context is built, is now read onc
 client through aiobotocore's `AioConfig(http_session_cls=...)` option. The aiohttp connector
 itself (its connection pool, limit and `connector_args`) stays per client.
 
-What is not: everything aiobotocore does differently from the plain case is left to
-aiobotocore itself (`SharedTlsSession` calls the inherited method): `verify=False` (no
-verification, `ssl=False`), requests through a proxy (its proxy TLS settings), a
-`connector_args["ssl_context"]`, a `verify` that is neither True nor a path, CA or certificate
-files that cannot be read (aiobotocore raises its own error).
+Through a proxy (`HTTPS_PROXY`, or botocore's `proxies`) without proxy TLS settings the same
+shared context serves. aiobotocore would build that connector with `ssl=False`, and aiohttp
+applies a connector's `ssl` to the TLS session with the AWS endpoint inside the proxy's
+CONNECT tunnel: nothing would be verified, and whoever runs the proxy could read the signed
+requests and the credentials STS returns. aiohttp 3.14 has no separate setting for TLS to an
+https:// proxy either (no `proxy_ssl`): the proxy's own TLS uses the connector's context too,
+so an https:// proxy must present a certificate from the same CA bundle naming its host
+(`AWS_CA_BUNDLE` can add the proxy's CA), and a client certificate is offered to it as well.
 
-The seam is private: `_create_connector(proxy_url)` and the attributes it reads (`_verify`,
-`_cert_file`, `_key_file`, `_max_pool_connections`, `_connector_args`) are aiobotocore
-internals, and constraints.txt pins aiobotocore for that reason. tests/integration/
-test_aws_tls.py makes real requests and checks that every client's connector holds the one
-shared context and that a custom CA is still required and honoured; tests/unit/test_tls.py
-compares the cases left to aiobotocore with its own connector. An upgrade that renames or
-reshapes the hook fails there instead of silently going back to a context per client.
+What is not shared: everything aiobotocore does differently from the plain case is left to
+aiobotocore itself (`SharedTlsSession` calls the inherited method): `verify=False` (no
+verification, `ssl=False`, with or without a proxy), a proxy with `proxy_ca_bundle` or
+`proxy_client_cert`, a `connector_args["ssl_context"]`, a `verify` that is neither True nor a
+path, CA or certificate files that cannot be read (aiobotocore raises its own error). For a
+proxy with TLS settings aiobotocore builds one context per client holding the proxy's CA and
+certificate and then the AWS CA bundle and client certificate, so the AWS endpoint is verified
+through the tunnel; as aiohttp uses it on both legs, the endpoint is also trusted when signed
+by the proxy's CA, and the last certificate loaded is offered to both. carm adds one thing:
+the host-name check, which aiobotocore turns on only when the proxy's host is a name, not an
+IP address (`SharedTlsSession._setup_proxy_ssl_context`).
+
+The seam is private: `_create_connector(proxy_url)`, `_setup_proxy_ssl_context(proxy_url)`
+and the attributes they read (`_verify`, `_cert_file`, `_key_file`, `_max_pool_connections`,
+`_connector_args`, `_proxy_config`) are aiobotocore internals, and constraints.txt pins
+aiobotocore for that reason. tests/integration/test_aws_tls.py makes real requests, directly
+and through a CONNECT proxy (tests/forward_proxy.py), and checks that every client's connector
+holds the one shared context and that a custom CA and the host name are still required and
+honoured; tests/unit/test_tls.py compares the cases left to aiobotocore with its own
+connector. An upgrade that renames or reshapes the hooks fails there instead of silently going
+back to a context per client, or to no verification behind a proxy.
 """
 
 from __future__ import annotations
@@ -154,10 +171,23 @@ class SharedTlsSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore is 
             limit=self._max_pool_connections, ssl=context, **self._connector_args
         )
 
+    def _setup_proxy_ssl_context(self, proxy_url: str) -> ssl.SSLContext | None:
+        """aiobotocore's context for a proxy with `proxy_ca_bundle` or `proxy_client_cert`,
+        checking host names even when the proxy's host is an IP address (aiobotocore checks
+        them only for a named proxy): aiohttp verifies the AWS endpoint behind the proxy with
+        this same context, and without the check any certificate the bundle trusts would do."""
+        context: ssl.SSLContext | None = super()._setup_proxy_ssl_context(proxy_url)
+        if context is not None:
+            context.check_hostname = True
+        return context
+
     def _plain_tls_files(self, proxy_url: str | None) -> TlsFiles | None:
-        """The files of a verified, direct connection; None for the cases left to aiobotocore."""
+        """The files of a verified connection, direct or through a proxy without TLS settings
+        of its own; None for the cases left to aiobotocore."""
         verify = self._verify
-        if proxy_url or "ssl_context" in self._connector_args:
+        if proxy_url and self._has_proxy_tls_settings():
+            return None
+        if "ssl_context" in self._connector_args:
             return None
         if verify is not True and not (isinstance(verify, str) and verify):
             return None
@@ -167,3 +197,10 @@ class SharedTlsSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore is 
         ):
             return None
         return TlsFiles(get_cert_path(verify), cert_file, key_file)
+
+    def _has_proxy_tls_settings(self) -> bool:
+        settings = self._proxy_config.settings
+        return (
+            settings.get("proxy_ca_bundle") is not None
+            or settings.get("proxy_client_cert") is not None
+        )

@@ -26,19 +26,21 @@ from carm.accounts.credentials import AwsCredentials
 from carm.accounts.tls import TlsContexts
 from carm.clock import FakeClock
 from carm.sandbox.moto import MotoServer
+from tests.forward_proxy import ForwardProxy, forward_proxy
 from tests.pki import Pki
 
 REGION = "us-east-1"
-NO_RETRIES = AioConfig(retries={"max_attempts": 1}, connect_timeout=5)
+NO_RETRIES = AioConfig(retries={"total_max_attempts": 1}, connect_timeout=5)
 
 
 def credentials(n: int) -> AwsCredentials:
     return AwsCredentials(f"AKIATLSTEST{n:09d}", f"secret-{n}", None, None, "111111111111", None)
 
 
-def connector_ssl(client: Any) -> ssl.SSLContext | bool:
-    """The `ssl` of the aiohttp connector the client made on its first (direct) request."""
-    return client._endpoint.http_session._sessions[None].connector._ssl  # type: ignore[no-any-return]
+def connector_ssl(client: Any, proxy_url: str | None = None) -> ssl.SSLContext | bool:
+    """The `ssl` of the aiohttp connector the client made on its first request (direct, or
+    through `proxy_url`)."""
+    return client._endpoint.http_session._sessions[proxy_url].connector._ssl  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -207,4 +209,126 @@ async def test_verify_false_still_skips_verification(pki: Pki) -> None:
 
         assert identity["UserId"] == credentials(1).access_key_id
         assert connector_ssl(client) is False
+        assert len(contexts) == 0
+
+
+@asynccontextmanager
+async def https_proxy_env(
+    monkeypatch: pytest.MonkeyPatch, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[ForwardProxy]:
+    """A forward proxy that clients made inside take from `HTTPS_PROXY` (botocore reads the
+    variables when a client is made); NO_PROXY, which exempts 127.0.0.1 here, is cleared."""
+    async with forward_proxy(tls) as proxy:
+        for name in ("NO_PROXY", "no_proxy", "https_proxy", "HTTP_PROXY", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        yield proxy
+
+
+async def test_through_a_proxy_the_aws_endpoint_is_verified_as_without_one(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with (
+        sts_stub(pki) as stub,
+        https_proxy_env(monkeypatch) as proxy,
+        AwsClientPool(clock=FakeClock(), client_config=NO_RETRIES) as pool,
+    ):
+        target = stub.url.removeprefix("https://")
+        untrusting = await pool.client("sts", credentials(0), REGION, stub.url)
+        with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusting.get_caller_identity()
+        assert proxy.tunnels == [target], "the request went through the proxy"
+
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(pki.ca))
+        trusting = [await pool.client("sts", credentials(n), REGION, stub.url) for n in (1, 2)]
+        for client in trusting:
+            await client.get_caller_identity()
+        misnamed = await pool.client(
+            "sts", credentials(3), REGION, stub.url.replace("127.0.0.1", "localhost")
+        )
+        with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            await misnamed.get_caller_identity()
+
+        assert stub.callers == [credentials(1).access_key_id, credentials(2).access_key_id]
+        assert proxy.tunnels == [target] * 3 + [target.replace("127.0.0.1", "localhost")]
+        shared = connector_ssl(trusting[0], proxy.url)
+        assert connector_ssl(trusting[1], proxy.url) is shared
+        assert connector_ssl(misnamed, proxy.url) is shared
+        assert len(pool.tls_contexts) == 2
+
+
+async def test_a_proxy_with_its_own_ca_still_needs_the_endpoints_host_name(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiobotocore's context for a proxy with `proxy_ca_bundle` checks host names only when
+    the proxy's address is a name; this proxy's is 127.0.0.1."""
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(pki.ca))
+    proxy_ca = AioConfig(
+        retries={"total_max_attempts": 1}, proxies_config={"proxy_ca_bundle": str(pki.ca)}
+    )
+    async with (
+        sts_stub(pki) as stub,
+        https_proxy_env(monkeypatch) as proxy,
+        AwsClientPool(clock=FakeClock(), client_config=proxy_ca) as pool,
+    ):
+        misnamed = await pool.client(
+            "sts", credentials(1), REGION, stub.url.replace("127.0.0.1", "localhost")
+        )
+        with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            await misnamed.get_caller_identity()
+        named = await pool.client("sts", credentials(2), REGION, stub.url)
+        await named.get_caller_identity()
+
+        assert stub.callers == [credentials(2).access_key_id]
+        assert len(proxy.tunnels) == 2
+        assert len(pool.tls_contexts) == 0, "left to aiobotocore's own context"
+
+
+async def test_an_https_proxy_is_verified_with_the_endpoints_ca_bundle(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiohttp has one SSL context per connector: for an https:// proxy it verifies the proxy
+    with the same one as the AWS endpoint behind it."""
+    proxy_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    proxy_tls.load_cert_chain(pki.server_cert, pki.server_key)
+    async with (
+        sts_stub(pki) as stub,
+        https_proxy_env(monkeypatch, proxy_tls) as proxy,
+        AwsClientPool(clock=FakeClock(), client_config=NO_RETRIES) as pool,
+    ):
+        untrusting = await pool.client("sts", credentials(0), REGION, stub.url)
+        with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusting.get_caller_identity()
+        assert proxy.tunnels == [], "refused at the proxy's own certificate"
+
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(pki.ca))
+        trusting = await pool.client("sts", credentials(1), REGION, stub.url)
+        await trusting.get_caller_identity()
+
+        assert stub.callers == [credentials(1).access_key_id]
+        assert proxy.tunnels == [stub.url.removeprefix("https://")]
+
+
+async def test_verify_false_through_a_proxy_still_skips_verification(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contexts = TlsContexts()
+    async with (
+        sts_stub(pki) as stub,
+        https_proxy_env(monkeypatch) as proxy,
+        aioboto3.Session().client(
+            "sts",
+            region_name=REGION,
+            endpoint_url=stub.url,
+            verify=False,
+            config=contexts.client_config(NO_RETRIES),
+            aws_access_key_id=credentials(1).access_key_id,
+            aws_secret_access_key="secret",
+        ) as client,
+    ):
+        identity = await client.get_caller_identity()
+
+        assert identity["UserId"] == credentials(1).access_key_id
+        assert proxy.tunnels == [stub.url.removeprefix("https://")]
+        assert connector_ssl(client, proxy.url) is False
         assert len(contexts) == 0

@@ -1,5 +1,6 @@
 """Shared SSL contexts: one per CA bundle and client certificate, rebuilt when a file changes;
-the pool's config keeps the caller's options; the unusual cases behave exactly as aiobotocore.
+the pool's config keeps the caller's options; a proxy without TLS settings gets the shared
+context; the unusual cases behave as aiobotocore, with host names checked.
 
 (Requests through real clients, and the verification itself: tests/integration/test_aws_tls.py.)
 """
@@ -86,8 +87,8 @@ def test_a_callers_own_session_class_is_left_alone() -> None:
 
 @pytest.mark.parametrize(
     ("verify", "proxy_ca", "proxy_url"),
-    [(False, False, None), (True, False, PROXY), (True, True, PROXY)],
-    ids=["verify off", "proxy without TLS settings", "proxy with its own CA"],
+    [(False, False, None), (False, False, PROXY), (True, True, PROXY)],
+    ids=["verify off", "verify off through a proxy", "proxy with its own CA"],
 )
 async def test_unusual_cases_get_aiobotocores_own_connector(
     pki: Pki, verify: bool, proxy_ca: bool, proxy_url: str | None
@@ -108,6 +109,43 @@ async def test_unusual_cases_get_aiobotocores_own_connector(
             assert our_ssl.check_hostname == their_ssl.check_hostname
         assert ours.limit == theirs.limit
         assert len(contexts) == 0, "nothing shared"
+    finally:
+        await ours.close()
+        await theirs.close()
+
+
+async def test_through_a_proxy_without_tls_settings_the_shared_context_serves(pki: Pki) -> None:
+    """aiobotocore would give this connector `ssl=False`: aiohttp would then not verify the
+    AWS endpoint at the other end of the proxy's tunnel."""
+    contexts = TlsContexts()
+    session = SharedTlsSession(tls_contexts=contexts, verify=str(pki.ca), proxies={"https": PROXY})
+    connector: aiohttp.TCPConnector = session._create_connector(PROXY)
+    try:
+        assert connector._ssl is contexts.context_for(TlsFiles(str(pki.ca), None, None))
+        assert trusted_serials(connector._ssl) == [serial_of(pki.ca)]
+        assert connector._ssl.check_hostname
+    finally:
+        await connector.close()
+
+
+async def test_a_proxy_at_an_ip_address_with_its_own_ca_still_gets_host_names_checked(
+    pki: Pki,
+) -> None:
+    proxy = "http://192.0.2.10:3128"
+    options: dict[str, Any] = {
+        "proxies": {"https": proxy},
+        "proxies_config": {"proxy_ca_bundle": str(pki.ca)},
+    }
+    ours: aiohttp.TCPConnector = SharedTlsSession(
+        tls_contexts=TlsContexts(), **options
+    )._create_connector(proxy)
+    theirs: aiohttp.TCPConnector = AIOHTTPSession(**options)._create_connector(proxy)
+    try:
+        assert isinstance(ours._ssl, ssl.SSLContext)
+        assert isinstance(theirs._ssl, ssl.SSLContext)
+        assert ours._ssl.get_ca_certs() == theirs._ssl.get_ca_certs()
+        assert serial_of(pki.ca) in trusted_serials(ours._ssl)
+        assert (ours._ssl.check_hostname, theirs._ssl.check_hostname) == (True, False)
     finally:
         await ours.close()
         await theirs.close()
