@@ -278,7 +278,7 @@ def test_a_field_dropped_from_a_server_side_apply_is_removed_in_aws(account: San
     s3 = s3_of(account)
     apply = ("apply", "--server-side", "--field-manager", "gitops", "-f", "-")
     account.kubectl(*apply, stdin=manifest(cors=True))
-    wait_for(lambda: cors_rules() is not None, "the CORS rules in S3")
+    wait_synced(account, "ssa")
     assert cors_rules() == [{"AllowedMethods": ["GET"], "AllowedOrigins": ["https://example.com"]}]
 
     account.kubectl(*apply, stdin=manifest(cors=False))
