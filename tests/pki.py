@@ -1,13 +1,18 @@
 """A throwaway PKI for TLS tests: a CA, a server certificate for 127.0.0.1 and a client
-certificate, all signed by the CA and valid for two hours around now."""
+certificate, all signed by the CA and valid for two hours around now; and stub HTTPS servers
+presenting that server certificate."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -88,3 +93,36 @@ def make_pki(root: Path) -> Pki:
         client_cert=write("client.crt", client.public_bytes(pem)),
         client_key=write("client.key", pem_key(client_key)),
     )
+
+
+def server_tls(pki: Pki, *, require_client_cert: bool = False) -> ssl.SSLContext:
+    """A server's context presenting pki's 127.0.0.1 certificate; with `require_client_cert`,
+    clients must present a certificate the CA signed."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    if require_client_cert:
+        context.load_verify_locations(pki.ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def client_common_name(request: web.Request) -> str | None:
+    """The common name of the certificate the client presented, None without one."""
+    peer = request.transport.get_extra_info("peercert") if request.transport else None
+    return dict(item[0] for item in peer["subject"])["commonName"] if peer else None
+
+
+@asynccontextmanager
+async def serve_https(
+    app: web.Application, pki: Pki, *, require_client_cert: bool = False
+) -> AsyncIterator[int]:
+    """Serve `app` over TLS (see `server_tls`) on a free port of 127.0.0.1, yielded."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        context = server_tls(pki, require_client_cert=require_client_cert)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+        await site.start()
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()

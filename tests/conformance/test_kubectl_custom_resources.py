@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.crds import custom_resource_definition
+
 from .harness import Kubectl, condition, unique_name, wait_gone
 
 pytestmark = pytest.mark.kubectl
@@ -57,29 +59,7 @@ def test_crd_becomes_established_and_served(kubectl: Kubectl, widget_crd: str) -
 
 def test_deleted_crd_stops_being_served(kubectl: Kubectl) -> None:
     group = f"{unique_name('g')}.conformance.carm.dev"
-    throwaway = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gizmos.{group}"},
-        "spec": {
-            "group": group,
-            "names": {"kind": "Gizmo", "plural": "gizmos", "singular": "gizmo"},
-            "scope": "Cluster",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    throwaway = custom_resource_definition(group, "v1", "Gizmo", "gizmos", scope="Cluster")
     kubectl.apply(json.dumps(throwaway))
     kubectl("wait", "--for=condition=Established", f"crd/gizmos.{group}", "--timeout=30s")
     kubectl(

@@ -10,59 +10,43 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.crds import custom_resource_definition
+
 from .harness import Kubectl
 
 pytestmark = pytest.mark.kubectl
 
 GROUP = "ssa.conformance.carm.dev"
 # A kind with each list and map flavour server-side apply distinguishes.
-GEAR_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": f"gears.{GROUP}"},
-    "spec": {
-        "group": GROUP,
-        "names": {"kind": "Gear", "plural": "gears", "singular": "gear"},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "spec": {
-                                "type": "object",
-                                "properties": {
-                                    "size": {"type": "integer"},
-                                    "settings": {
-                                        "type": "object",
-                                        "additionalProperties": {"type": "string"},
-                                    },
-                                    "ports": {
-                                        "type": "array",
-                                        "x-kubernetes-list-type": "map",
-                                        "x-kubernetes-list-map-keys": ["name"],
-                                        "items": {
-                                            "type": "object",
-                                            "required": ["name"],
-                                            "properties": {
-                                                "name": {"type": "string"},
-                                                "port": {"type": "integer"},
-                                            },
-                                        },
-                                    },
-                                },
-                            }
-                        },
-                    }
+GEAR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "properties": {
+                "size": {"type": "integer"},
+                "settings": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
                 },
-            }
-        ],
+                "ports": {
+                    "type": "array",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "port": {"type": "integer"},
+                        },
+                    },
+                },
+            },
+        }
     },
 }
+GEAR_CRD = custom_resource_definition(GROUP, "v1", "Gear", "gears", GEAR_SCHEMA)
 
 
 @pytest.fixture(scope="module")

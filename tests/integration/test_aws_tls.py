@@ -27,7 +27,7 @@ from carm.accounts.tls import TlsContexts
 from carm.clock import FakeClock
 from carm.sandbox.moto import MotoServer
 from tests.forward_proxy import ForwardProxy, forward_proxy
-from tests.pki import Pki
+from tests.pki import Pki, client_common_name, serve_https, server_tls
 
 REGION = "us-east-1"
 NO_RETRIES = AioConfig(retries={"total_max_attempts": 1}, connect_timeout=5)
@@ -66,10 +66,7 @@ async def sts_stub(pki: Pki, *, require_client_cert: bool = False) -> AsyncItera
         found = _ACCESS_KEY.search(request.headers.get("Authorization", ""))
         access_key_id = found.group(1) if found else "?"
         stub.callers.append(access_key_id)
-        peer = request.transport.get_extra_info("peercert") if request.transport else None
-        stub.client_certificates.append(
-            dict(item[0] for item in peer["subject"])["commonName"] if peer else None
-        )
+        stub.client_certificates.append(client_common_name(request))
         return web.Response(
             content_type="text/xml",
             text=(
@@ -83,22 +80,11 @@ async def sts_stub(pki: Pki, *, require_client_cert: bool = False) -> AsyncItera
             ),
         )
 
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(pki.server_cert, pki.server_key)
-    if require_client_cert:
-        context.load_verify_locations(pki.ca)
-        context.verify_mode = ssl.CERT_REQUIRED
     app = web.Application()
     app.router.add_post("/", get_caller_identity)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        stub.url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    async with serve_https(app, pki, require_client_cert=require_client_cert) as port:
+        stub.url = f"https://127.0.0.1:{port}"
         yield stub
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture(autouse=True)
@@ -191,19 +177,25 @@ async def test_a_client_certificate_is_presented_from_the_shared_context(
         assert connector_ssl(clients[0]) is connector_ssl(clients[1])
 
 
+def unverified_sts_client(contexts: TlsContexts, endpoint_url: str) -> Any:
+    """An STS client made with `verify=False` and the shared contexts' config (its async
+    context manager), as a user who turns verification off would make it."""
+    return aioboto3.Session().client(
+        "sts",
+        region_name=REGION,
+        endpoint_url=endpoint_url,
+        verify=False,
+        config=contexts.client_config(NO_RETRIES),
+        aws_access_key_id=credentials(1).access_key_id,
+        aws_secret_access_key="secret",
+    )
+
+
 async def test_verify_false_still_skips_verification(pki: Pki) -> None:
     contexts = TlsContexts()
     async with (
         sts_stub(pki) as stub,
-        aioboto3.Session().client(
-            "sts",
-            region_name=REGION,
-            endpoint_url=stub.url,
-            verify=False,
-            config=contexts.client_config(NO_RETRIES),
-            aws_access_key_id=credentials(1).access_key_id,
-            aws_secret_access_key="secret",
-        ) as client,
+        unverified_sts_client(contexts, stub.url) as client,
     ):
         identity = await client.get_caller_identity()
 
@@ -289,8 +281,7 @@ async def test_an_https_proxy_is_verified_with_the_endpoints_ca_bundle(
 ) -> None:
     """aiohttp has one SSL context per connector: for an https:// proxy it verifies the proxy
     with the same one as the AWS endpoint behind it."""
-    proxy_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    proxy_tls.load_cert_chain(pki.server_cert, pki.server_key)
+    proxy_tls = server_tls(pki)
     async with (
         sts_stub(pki) as stub,
         https_proxy_env(monkeypatch, proxy_tls) as proxy,
@@ -316,15 +307,7 @@ async def test_verify_false_through_a_proxy_still_skips_verification(
     async with (
         sts_stub(pki) as stub,
         https_proxy_env(monkeypatch) as proxy,
-        aioboto3.Session().client(
-            "sts",
-            region_name=REGION,
-            endpoint_url=stub.url,
-            verify=False,
-            config=contexts.client_config(NO_RETRIES),
-            aws_access_key_id=credentials(1).access_key_id,
-            aws_secret_access_key="secret",
-        ) as client,
+        unverified_sts_client(contexts, stub.url) as client,
     ):
         identity = await client.get_caller_identity()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +23,7 @@ from carm.kube.client import (
     KubeConnectionError,
 )
 from carm.sandbox.kubeapi.server import KubeApiServer
-from tests.pki import Pki
+from tests.pki import Pki, client_common_name, serve_https
 
 
 def config_map(name: str, namespace: str = "team-a", **data: str) -> RawObject:
@@ -356,27 +355,18 @@ async def https_stub(
         if accepted_token is not None and authorization != f"Bearer {accepted_token[0]}":
             status = {"kind": "Status", "code": 401, "reason": "Unauthorized", "message": "no"}
             return web.json_response(status, status=401)
-        peer = request.transport.get_extra_info("peercert") if request.transport else None
-        subject = dict(item[0] for item in peer["subject"]) if peer else {}
         return web.json_response(
-            {"kind": "Namespace", "metadata": {"name": request.match_info["name"]}, **subject}
+            {
+                "kind": "Namespace",
+                "metadata": {"name": request.match_info["name"]},
+                "commonName": client_common_name(request),
+            }
         )
 
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(pki.server_cert, pki.server_key)
-    if require_client_cert:
-        context.load_verify_locations(pki.ca)
-        context.verify_mode = ssl.CERT_REQUIRED
     app = web.Application()
     app.router.add_get("/api/v1/namespaces/{name}", get_namespace)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        yield int(runner.addresses[0][1]), seen
-    finally:
-        await runner.cleanup()
+    async with serve_https(app, pki, require_client_cert=require_client_cert) as port:
+        yield port, seen
 
 
 async def test_in_cluster_verifies_the_ca_and_reloads_a_rotated_token(

@@ -29,6 +29,7 @@ from carm.resources.s3.bucket import BUCKET_KIND
 from carm.sandbox.kubeapi.server import KubeApiServer
 from carm.sandbox.moto import MotoServer
 from carm.settings import Settings
+from tests.crds import custom_resource_definition
 from tests.integration.carm_harness import CarmHarness, Parts, running_controller
 
 A, B = "111111111111", "222222222222"
@@ -38,43 +39,24 @@ NAME = "shared-name"  # a Bucket and a Widget of this name live in one namespace
 
 WIDGETS = ResourceDescriptor("widgets.services.k8s.aws", "v1alpha1", "Widget", "widgets")
 WIDGET_REF: ResourceRef = resource_ref(WIDGETS)
-WIDGET_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": f"widgets.{WIDGETS.group}"},
-    "spec": {
-        "group": WIDGETS.group,
-        "names": {"kind": "Widget", "listKind": "WidgetList", "plural": "widgets"},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "spec": {
-                                "type": "object",
-                                "required": ["name"],
-                                "properties": {
-                                    "name": {"type": "string"},
-                                    "color": {"type": "string"},
-                                },
-                            },
-                            "status": {
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": True,
-                            },
-                        },
-                    }
-                },
-            }
-        ],
+WIDGET_CRD = custom_resource_definition(
+    WIDGETS.group,
+    WIDGETS.version,
+    WIDGETS.kind,
+    WIDGETS.plural,
+    {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}, "color": {"type": "string"}},
+            },
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        },
     },
-}
+    status_subresource=True,
+)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from carm.tools.doctor import diagnose
 from carm.tools.explain import Fact
 from carm.tools.main import UnknownKind, explain_in_cluster
 from carm.tools.snapshot import read_cluster
+from tests.crds import custom_resource_definition
 
 A, B = "111111111111", "222222222222"
 ROLE_A = f"arn:aws:iam::{A}:role/s3"
@@ -234,29 +235,7 @@ async def test_explain_runs_as_a_command_with_a_kubeconfig(
 
 QUEUES = ResourceDescriptor("sqs.services.k8s.aws", "v1alpha1", "Queue", "queues")
 BUCKETS_AND_QUEUES = (BUCKET_KIND.descriptor, QUEUES)
-QUEUE_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": f"{QUEUES.plural}.{QUEUES.group}"},
-    "spec": {
-        "group": QUEUES.group,
-        "names": {"kind": "Queue", "listKind": "QueueList", "plural": "queues"},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": QUEUES.version,
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+QUEUE_CRD = custom_resource_definition(QUEUES.group, QUEUES.version, QUEUES.kind, QUEUES.plural)
 ROLE_A_SQS = f"arn:aws:iam::{A}:role/sqs"
 SQS_POLICY = "sqs.services.k8s.aws/deletion-policy"
 

@@ -132,14 +132,16 @@ OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _STRING: dict[str, Any] = {"type": "string"}
 _STRING_MAP: dict[str, Any] = {"type": "object", "additionalProperties": _STRING}
 
-# kubectl computes strategic merge patches of built-in kinds from these schemas: it needs the
-# metadata fields and their patch strategies.
+# ObjectMeta as its Go type declares it. kubectl computes strategic merge patches of built-in
+# kinds from it (the patch strategies); server-side apply merges every kind's metadata by it
+# (the list types, see shapes.py).
 OBJECT_META_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "name": _STRING,
         "generateName": _STRING,
         "namespace": _STRING,
+        "selfLink": _STRING,
         "uid": _STRING,
         "resourceVersion": _STRING,
         "generation": {"type": "integer", "format": "int64"},
@@ -168,6 +170,8 @@ OBJECT_META_SCHEMA: dict[str, Any] = {
                     "blockOwnerDeletion": {"type": "boolean"},
                 },
             },
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["uid"],
             "x-kubernetes-patch-merge-key": "uid",
             "x-kubernetes-patch-strategy": "merge",
         },

@@ -143,8 +143,9 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
-    """(field number, value) pairs: ints for varints and fixed widths, bytes for the rest."""
+def wire_fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """(field number, value) pairs of one message: ints for varints and fixed widths (a double
+    as its little-endian bits), bytes for the rest."""
     out: list[tuple[int, int | bytes]] = []
     pos = 0
     while pos < len(data):
@@ -173,7 +174,7 @@ def _signed(value: int) -> int:
 
 
 def _timestamp(raw: bytes, *, micro: bool) -> str | None:
-    parts = dict(_fields(raw))
+    parts = dict(wire_fields(raw))
     seconds = _signed(int(parts.get(1, 0)))
     nanos = int(parts.get(2, 0))
     if not seconds and not nanos:
@@ -183,7 +184,7 @@ def _timestamp(raw: bytes, *, micro: bool) -> str | None:
 
 
 def _map_entry(raw: bytes) -> tuple[str, bytes]:
-    parts = dict(_fields(raw))
+    parts = dict(wire_fields(raw))
     key, value = parts.get(1, b""), parts.get(2, b"")
     assert isinstance(key, bytes) and isinstance(value, bytes)
     return key.decode(), value
@@ -214,7 +215,7 @@ def _is_zero(value: Any) -> bool:
 def decode_message(name: str, data: bytes) -> dict[str, Any]:
     fields = MESSAGES[name]
     result: dict[str, Any] = {}
-    for number, value in _fields(data):
+    for number, value in wire_fields(data):
         described = fields.get(number)
         if described is None:
             continue

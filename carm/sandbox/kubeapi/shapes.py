@@ -5,9 +5,9 @@ The apiserver reads this from its type models: for custom resources from the CRD
 `x-kubernetes-list-map-keys`) and `x-kubernetes-map-type` (`granular` by default, `atomic`); for
 built-in kinds from their Go types, which this server knows through the strategic-merge keys it
 already keeps (`merge_keys` in builtins.py: a key names a map list, "" a set). Every kind's
-`metadata` is the ObjectMeta type. Fields a schema does not describe (under
-`x-kubernetes-preserve-unknown-fields`, or with no schema) are untyped, as the apiserver deduces
-them: maps granular, lists atomic.
+`metadata` is the ObjectMeta type, the schema openapi.py publishes. Fields a schema does not
+describe (under `x-kubernetes-preserve-unknown-fields`, or with no schema) are untyped, as the
+apiserver deduces them: maps granular, lists atomic.
 
 A `Shape` is one node of that model; it is walked alongside a value and never copies a schema.
 """
@@ -18,35 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_STRING: dict[str, Any] = {"type": "string"}
-_STRING_MAP: dict[str, Any] = {"type": "object", "additionalProperties": _STRING}
-
-# ObjectMeta as its Go type declares it for merging (the metadata every kind shares).
-OBJECT_META: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "name": _STRING,
-        "generateName": _STRING,
-        "namespace": _STRING,
-        "selfLink": _STRING,
-        "uid": _STRING,
-        "resourceVersion": _STRING,
-        "generation": {"type": "integer"},
-        "creationTimestamp": _STRING,
-        "deletionTimestamp": _STRING,
-        "deletionGracePeriodSeconds": {"type": "integer"},
-        "labels": _STRING_MAP,
-        "annotations": _STRING_MAP,
-        "finalizers": {"type": "array", "items": _STRING, "x-kubernetes-list-type": "set"},
-        "ownerReferences": {
-            "type": "array",
-            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["uid"],
-        },
-        "managedFields": {"type": "array", "items": {"type": "object"}},
-    },
-}
+from carm.sandbox.kubeapi.openapi import OBJECT_META_SCHEMA
 
 ATOMIC = "atomic"
 SET = "set"
@@ -68,7 +40,7 @@ class Shape:
     ) -> Shape:
         """The root of a kind: its schema, with ObjectMeta as `metadata`."""
         root: dict[str, Any] = dict(schema) if schema is not None else {"type": "object"}
-        root["properties"] = {**(root.get("properties") or {}), "metadata": OBJECT_META}
+        root["properties"] = {**(root.get("properties") or {}), "metadata": OBJECT_META_SCHEMA}
         if schema is None:
             root["x-kubernetes-preserve-unknown-fields"] = True
         return cls(root, "", list_keys)

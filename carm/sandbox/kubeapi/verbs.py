@@ -284,13 +284,7 @@ class Verbs:
     ) -> Outcome:
         obj = self._body(rtype, body)
         meta = obj["metadata"]
-        if meta.get("name") and meta["name"] != name:
-            raise bad_request(
-                f"the name of the object ({meta['name']}) does not match the name on the URL "
-                f"({name})"
-            )
-        meta["name"] = name
-        self._place(rtype, namespace, meta)
+        self._address(rtype, namespace, name, meta)
         old = self.store.get(rkey(rtype), namespace, name)
         if old is None:
             if rtype.extra.get("create_on_update") and subresource is None:
@@ -381,13 +375,7 @@ class Verbs:
         meta = config["metadata"]
         if meta.get("managedFields") is not None:
             raise bad_request("metadata.managedFields must be nil")
-        if meta.get("name") and meta["name"] != name:
-            raise bad_request(
-                f"the name of the object ({meta['name']}) does not match the name on the URL "
-                f"({name})"
-            )
-        meta["name"] = name
-        self._place(rtype, namespace, meta)
+        self._address(rtype, namespace, name, meta)
         warnings = self._decode(rtype, config, options)
         old = self.store.get(rkey(rtype), namespace, name)
         if old is None and subresource is not None:
@@ -602,6 +590,17 @@ class Verbs:
         elif not isinstance(metadata, dict):
             raise bad_request(f"{rtype.kind} metadata must be a JSON object")
         return body
+
+    @staticmethod
+    def _address(rtype: ResourceType, namespace: str, name: str, meta: dict[str, Any]) -> None:
+        """Give a written body the name and namespace of its URL; a body naming another fails."""
+        if meta.get("name") and meta["name"] != name:
+            raise bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL "
+                f"({name})"
+            )
+        meta["name"] = name
+        Verbs._place(rtype, namespace, meta)
 
     @staticmethod
     def _place(rtype: ResourceType, namespace: str, meta: dict[str, Any]) -> None:
