@@ -12,7 +12,7 @@ from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from tests.forward_proxy import forward_proxy
-from tests.pki import Pki
+from tests.pki import Pki, server_tls
 
 
 @asynccontextmanager
@@ -74,8 +74,7 @@ async def test_other_methods_and_unreachable_targets_get_no_tunnel() -> None:
 
 
 async def test_an_https_proxy_tunnels_inside_its_own_tls(pki: Pki) -> None:
-    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_side.load_cert_chain(pki.server_cert, pki.server_key)
+    server_side = server_tls(pki)
     client_side = ssl.create_default_context(cafile=str(pki.ca))
     async with echo_server() as port, forward_proxy(server_side) as proxy:
         assert proxy.url.startswith("https://127.0.0.1:")
