@@ -204,7 +204,10 @@ class MotoServer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await anyio.to_thread.run_sync(self.stop)
+        # Shielded: leaving by cancellation (Ctrl-C, SIGTERM) must still stop the child, or the
+        # moto server outlives its owner.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.stop)
 
     # -- shaping the sandbox --
 

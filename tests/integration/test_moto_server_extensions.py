@@ -3,11 +3,13 @@ does, over HTTP with real aioboto3 clients, and its other bucket operations stil
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import aioboto3
+import anyio
 import pytest
 from botocore.exceptions import ClientError
 
@@ -185,3 +187,16 @@ async def test_other_bucket_requests_still_reach_moto(s3_in: S3In) -> None:
     listing_v2 = await s3.list_objects_v2(Bucket="rp-others", Prefix="logs/")
     assert [item["Key"] for item in listing_v2["Contents"]] == ["logs/a.txt"]
     assert await payer(s3, "rp-others") == "Requester"
+
+
+async def test_leaving_by_cancellation_still_stops_the_server() -> None:
+    """`carm sandbox` leaves its `async with MotoServer()` by cancellation on SIGTERM: the
+    child must not outlive it."""
+    with anyio.CancelScope() as scope:
+        async with MotoServer() as moto:
+            url = moto.url
+            scope.cancel()
+            await anyio.sleep(30)  # cancelled at once
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with pytest.raises(OSError):
+        direct.open(f"{url}/moto-api/config", timeout=2)
